@@ -1,0 +1,1 @@
+"""The admin CLI: see and fix queues from a shell."""

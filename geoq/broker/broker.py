@@ -1,0 +1,266 @@
+"""The broker: one method per atomic move of a job in Redis. No policy lives here.
+
+Every move is one command, one pipeline of independent single-key commands, or
+one Lua script from scripts/. Methods that settle many jobs take them in
+groups so the caller can batch a whole flush into one round trip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import redis
+
+from geoq.broker import keys
+from geoq.broker.errors import redis_errors
+from geoq.broker.scripts import Call, Scripts, run
+
+_SCRIPTS: Scripts | None = None
+
+
+def _scripts() -> Scripts:
+    global _SCRIPTS  # read from package data once per process, on first use (never at import)
+    if _SCRIPTS is None:
+        _SCRIPTS = Scripts()
+    return _SCRIPTS
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a new job goes: the ready list's tail or head, or the scheduled set."""
+
+    where: str = "tail"          # tail | head | delay | at
+    value: float | None = None   # seconds for delay, unix time for at
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    id: str
+    envelope: bytes
+    placement: Placement
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    envelope: bytes
+    id: str
+    done: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RetryLater:
+    envelope: bytes
+    new_envelope: bytes
+    delay: float
+    id: str
+    attempts: int
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Bury:
+    envelope: bytes
+    record: bytes
+    id: str       # '' when the bytes carried no id we could read
+    done: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Handback:
+    envelope: bytes
+    id: str
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """Everything one flush settles in one queue for one worker; marks are written first."""
+
+    queue: str
+    marks: Sequence[tuple[str, str]] = ()   # (id, running state) of jobs that started
+    acks: Sequence[Ack] = ()
+    retries: Sequence[RetryLater] = ()
+    burials: Sequence[Bury] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    keep: float          # seconds a done record is kept; 0 keeps none
+    dead_max_jobs: int
+    dead_max_age: float
+
+
+class Broker:
+    """Moves jobs between a queue's places. `client` is a redis.Redis built by connection.connect."""
+
+    def __init__(self, client: "redis.Redis") -> None:
+        self.client = client
+        self.scripts = _scripts()
+
+    # -- producing -----------------------------------------------------------------------------
+
+    def enqueue(self, batches: dict[str, Sequence[NewJob]], chunk: int = 500) -> dict[str, list[bool]]:
+        """Store new jobs, one script call per queue chunk, all in one round trip.
+
+        Returns per queue one flag per job: True stored, False the id was already
+        live (nothing written), so repeating a failed enqueue is always safe.
+        """
+        calls, owners = [], []
+        for queue, jobs in batches.items():
+            k = keys.queue_keys(queue)
+            for start in range(0, len(jobs), chunk):
+                args: list[object] = []
+                for job in jobs[start:start + chunk]:
+                    value = "" if job.placement.value is None else repr(job.placement.value)
+                    args += [job.id, job.envelope, job.placement.where, value]
+                calls.append(Call("enqueue", (k.ready, k.scheduled, k.state), args))
+                owners.append(queue)
+        out: dict[str, list[bool]] = {queue: [] for queue in batches}
+        with redis_errors("enqueue"):
+            replies = run(self.client, self.scripts, calls)
+        for queue, reply in zip(owners, replies):
+            out[queue] += [flag == 1 for flag in reply]
+        return out
+
+    # -- fetching ------------------------------------------------------------------------------
+
+    def fetch(self, client: "redis.Redis", queue: str, worker_id: str, n: int, block: float | None) -> list[bytes]:
+        """Move up to n jobs from the ready list into this worker's processing list, in one round trip.
+
+        A non-transactional pipeline: BLMOVE (blocking up to `block` seconds for the first
+        job; LMOVE when block is None), then LMOVE x (n-1) for the rest of the batch. Each
+        command is atomic by itself, and a job stays in the processing list until it is settled.
+        `client` is a connection whose read timeout exceeds `block`.
+        """
+        k = keys.queue_keys(queue)
+        processing = k.processing(worker_id)
+        pipe = client.pipeline(transaction=False)
+        if block:
+            pipe.blmove(k.ready, processing, block, "LEFT", "RIGHT")
+        else:
+            pipe.lmove(k.ready, processing, "LEFT", "RIGHT")
+        for _ in range(n - 1):
+            pipe.lmove(k.ready, processing, "LEFT", "RIGHT")
+        with redis_errors("fetch"):
+            return [job for job in pipe.execute() if job is not None]
+
+    def processing(self, queue: str, worker_id: str) -> list[bytes]:
+        """The jobs this worker holds in a queue (for handback and reconciliation)."""
+        with redis_errors("processing"):
+            return list(self.client.lrange(keys.queue_keys(queue).processing(worker_id), 0, -1))
+
+    # -- settling ------------------------------------------------------------------------------
+
+    def settle(self, worker_id: str, settlements: Iterable[Settlement], retention: Retention) -> int:
+        """Apply acks, retries and burials of several queues in one round trip.
+
+        Returns how many of them found their job gone from the processing list (fenced:
+        reaped or handed back meanwhile); nothing was written for those.
+        """
+        calls = []
+        for s in settlements:
+            calls += self._settle_calls(worker_id, s, retention)
+        if not calls:
+            return 0
+        with redis_errors("settle"):
+            replies = run(self.client, self.scripts, calls)
+        return sum(len(reply) for reply, call in zip(replies, calls) if call.name != "mark")
+
+    def _settle_calls(self, worker_id: str, s: Settlement, r: Retention) -> list[Call]:
+        k = keys.queue_keys(s.queue)
+        processing = k.processing(worker_id)
+        calls = []
+        if s.marks:
+            calls.append(Call("mark", (k.state,), [part for pair in s.marks for part in pair]))
+        if s.acks:
+            args: list[object] = [int(r.keep)]
+            for a in s.acks:
+                args += [a.envelope, a.id, a.done]
+            done_keys = [k.done(a.id) for a in s.acks]
+            calls.append(Call("ack", (processing, k.state, *done_keys), args))
+        if s.retries:
+            args = []
+            for t in s.retries:
+                args += [t.envelope, t.new_envelope, repr(t.delay), t.id, t.attempts, t.error]
+            calls.append(Call("retry", (processing, k.scheduled, k.state), args))
+        if s.burials:
+            args = [int(r.keep), r.dead_max_jobs, repr(r.dead_max_age)]
+            for b in s.burials:
+                args += [b.envelope, b.record, b.id, b.done]
+            done_keys = [k.done(b.id or "_") for b in s.burials]
+            calls.append(Call("dead", (processing, k.dead, k.state, *done_keys), args))
+        return calls
+
+    def handback(self, queue: str, worker_id: str, jobs: Sequence[Handback]) -> int:
+        """Return unfinished jobs to the head of their ready list; the number moved."""
+        if not jobs:
+            return 0
+        k = keys.queue_keys(queue)
+        args: list[object] = []
+        for j in jobs:
+            args += [j.envelope, j.id, j.state]
+        with redis_errors("handback"):
+            (moved,) = run(self.client, self.scripts, [Call("handback", (k.processing(worker_id), k.ready, k.state), args)])
+        return int(moved)
+
+    # -- scheduling ----------------------------------------------------------------------------
+
+    def promote(self, queue: str, limit: int = 1000) -> int:
+        """Move up to `limit` due jobs from the scheduled set to the ready list; the number moved."""
+        k = keys.queue_keys(queue)
+        with redis_errors("promote"):
+            (moved,) = run(self.client, self.scripts, [Call("promote", (k.scheduled, k.ready), [limit])])
+        return int(moved)
+
+    def next_due(self, queue: str) -> float | None:
+        """The due time of the earliest scheduled job, None when there is none."""
+        with redis_errors("next_due"):
+            first = self.client.zrange(keys.queue_keys(queue).scheduled, 0, 0, withscores=True)
+        return float(first[0][1]) if first else None
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def lookup(self, queue: str, job_id: str) -> tuple[bytes | None, bytes | None]:
+        """The live state value and the done record of a job (either may be None), in one round trip."""
+        k = keys.queue_keys(queue)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hget(k.state, job_id)
+        pipe.get(k.done(job_id))
+        with redis_errors("lookup"):
+            state, done = pipe.execute()
+        return state, done
+
+    def server_time(self) -> float:
+        with redis_errors("time"):
+            seconds, micros = self.client.time()
+        return seconds + micros / 1_000_000
+
+    def ping(self) -> None:
+        with redis_errors("ping"):
+            self.client.ping()
+
+    def load_scripts(self) -> None:
+        with redis_errors("script load"):
+            self.scripts.load(self.client)
+
+    def register_queues(self, worker_id: str, queues: Iterable[str]) -> None:
+        """Note in each queue that this worker may hold a processing list there (for the reaper)."""
+        pipe = self.client.pipeline(transaction=False)
+        for queue in queues:
+            pipe.sadd(keys.queue_keys(queue).workers, worker_id)
+        with redis_errors("register"):
+            pipe.execute()
+
+    def depths(self, queues: Sequence[str]) -> dict[str, dict[str, int]]:
+        """ready / scheduled / dead counts per queue, one round trip (processing counted by callers)."""
+        pipe = self.client.pipeline(transaction=False)
+        for queue in queues:
+            k = keys.queue_keys(queue)
+            pipe.llen(k.ready)
+            pipe.zcard(k.scheduled)
+            pipe.zcard(k.dead)
+        with redis_errors("depths"):
+            replies = pipe.execute()
+        return {q: {"ready": replies[3 * i], "scheduled": replies[3 * i + 1], "dead": replies[3 * i + 2]}
+                for i, q in enumerate(queues)}

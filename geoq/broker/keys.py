@@ -1,0 +1,70 @@
+"""Every Redis key name geoq uses, and nothing else.
+
+All keys of one queue share the hash tag ``{NAME}``, so every atomic move of
+that queue (which touches its ready list, scheduled set, processing lists,
+state hash and dead set) stays inside one Redis Cluster slot, while
+different queues spread across the cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PREFIX = "geoq"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueKeys:
+    """The keys of one queue."""
+
+    name: str
+
+    @property
+    def tag(self) -> str:
+        return f"{PREFIX}:{{{self.name}}}"
+
+    @property
+    def ready(self) -> str:
+        """List: jobs waiting to run; the head (left) runs first."""
+        return f"{self.tag}:ready"
+
+    @property
+    def scheduled(self) -> str:
+        """Sorted set: delayed and retrying jobs, scored by due time (Redis server time, seconds)."""
+        return f"{self.tag}:scheduled"
+
+    @property
+    def state(self) -> str:
+        """Hash: id -> encoded state of every job still queued, scheduled or running."""
+        return f"{self.tag}:state"
+
+    @property
+    def dead(self) -> str:
+        """Sorted set: dead-letter records scored by the time they died."""
+        return f"{self.tag}:dead"
+
+    @property
+    def workers(self) -> str:
+        """Set: ids of workers that hold (or held) a processing list of this queue."""
+        return f"{self.tag}:workers"
+
+    def processing(self, worker_id: str) -> str:
+        """List: the jobs one worker has taken from this queue and not yet settled."""
+        return f"{self.tag}:processing:{worker_id}"
+
+    def done(self, job_id: str) -> str:
+        """String with TTL: a finished job's final status and result."""
+        return f"{self.tag}:done:{job_id}"
+
+
+WORKERS = f"{PREFIX}:workers"
+"""Hash: worker id -> JSON description (host, pid, queues, concurrency, started_at)."""
+
+
+def heartbeat(worker_id: str) -> str:
+    """String with TTL dead_after: present while the worker proves it is alive."""
+    return f"{PREFIX}:heartbeat:{worker_id}"
+
+
+def queue_keys(name: str) -> QueueKeys:
+    return QueueKeys(name)

@@ -1,0 +1,62 @@
+"""The Lua scripts of scripts/*.lua, called by SHA inside pipelines.
+
+redis-py's own Script objects make every pipeline that holds one ask
+SCRIPT EXISTS first: an extra round trip on the hot path. Here the SHA is
+computed locally, EVALSHA goes straight into the pipeline, and only a
+NOSCRIPT answer (a restarted or flushed Redis) loads the scripts and repeats
+the commands it refused, which never ran.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from importlib import resources
+from typing import Any, Sequence
+
+import redis
+from redis.exceptions import NoScriptError
+
+NAMES = ("enqueue", "mark", "ack", "retry", "dead", "promote", "handback")
+
+
+class Scripts:
+    """Source and SHA of every script, loaded once per process."""
+
+    def __init__(self) -> None:
+        folder = resources.files("geoq.broker") / "scripts"
+        self.source = {name: (folder / f"{name}.lua").read_text() for name in NAMES}
+        self.sha = {name: hashlib.sha1(text.encode()).hexdigest() for name, text in self.source.items()}
+
+    def load(self, client: "redis.Redis") -> None:
+        for text in self.source.values():
+            client.script_load(text)
+
+
+class Call:
+    """One script call waiting to be put into a pipeline."""
+
+    __slots__ = ("name", "keys", "args")
+
+    def __init__(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> None:
+        self.name, self.keys, self.args = name, keys, args
+
+
+def run(client: "redis.Redis", scripts: Scripts, calls: Sequence[Call]) -> list[Any]:
+    """Run calls in one pipeline and return their replies in order (an error reply is raised)."""
+    replies = _send(client, scripts, calls)
+    missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+    if missing:
+        scripts.load(client)
+        for i, reply in zip(missing, _send(client, scripts, [calls[i] for i in missing])):
+            replies[i] = reply
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
+
+
+def _send(client: "redis.Redis", scripts: Scripts, calls: Sequence[Call]) -> list[Any]:
+    pipe = client.pipeline(transaction=False)
+    for call in calls:
+        pipe.evalsha(scripts.sha[call.name], len(call.keys), *call.keys, *call.args)
+    return list(pipe.execute(raise_on_error=False))

@@ -1,0 +1,16 @@
+#!lua flags=allow-oom
+-- Return unfinished jobs from this worker's processing list to the head of the ready list.
+-- KEYS[1] processing list, KEYS[2] ready list, KEYS[3] state hash
+-- ARGV: groups of 3: envelope, id ('' when unknown), state value
+-- Returns: the number of jobs handed back.
+-- allow-oom: a handback moves bytes without adding any, and must work when Redis is full.
+-- Invariant: the job leaves the processing list and re-enters the ready list in one step.
+local moved = 0
+for i = 1, #ARGV, 3 do
+  if redis.call('LREM', KEYS[1], 1, ARGV[i]) == 1 then
+    redis.call('LPUSH', KEYS[2], ARGV[i])
+    if ARGV[i + 1] ~= '' then redis.call('HSET', KEYS[3], ARGV[i + 1], ARGV[i + 2]) end
+    moved = moved + 1
+  end
+end
+return moved

@@ -1,0 +1,15 @@
+#!lua
+-- Record that jobs have started, without resurrecting one that is already settled.
+-- KEYS[1] state hash
+-- ARGV: pairs of id, state value
+-- Returns: the number of states written.
+-- Invariant: only ids still in the state hash are written, so a mark that reaches Redis
+-- after its job's ack (they travel on different connections) changes nothing.
+local written = 0
+for i = 1, #ARGV, 2 do
+  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+    written = written + 1
+  end
+end
+return written

@@ -1,0 +1,21 @@
+#!lua
+-- Move failed jobs from this worker's processing list to the scheduled set.
+-- KEYS[1] processing list, KEYS[2] scheduled set, KEYS[3] state hash
+-- ARGV: groups of 6: old envelope, new envelope, delay seconds, id, runs made, last error
+-- Returns: the 1-based positions of jobs not in the processing list (nothing written for them).
+-- Invariant: the job leaves the processing list and enters the scheduled set in one step.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local fenced = {}
+local n = 0
+for i = 1, #ARGV, 6 do
+  n = n + 1
+  if redis.call('LREM', KEYS[1], 1, ARGV[i]) == 1 then
+    local due = now + tonumber(ARGV[i + 2])
+    redis.call('ZADD', KEYS[2], due, ARGV[i + 1])
+    redis.call('HSET', KEYS[3], ARGV[i + 3], 's|' .. ARGV[i + 4] .. '|' .. string.format('%.3f', due) .. '|' .. ARGV[i + 5])
+  else
+    fenced[#fenced + 1] = n
+  end
+end
+return fenced

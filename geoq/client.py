@@ -1,0 +1,159 @@
+"""The producer API. Works in any Python program: no gevent, no monkeypatching."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Iterable, Mapping, Sequence
+
+from geoq import job as jobs
+from geoq.broker.broker import Broker, NewJob, Placement
+from geoq.broker.connection import connect
+from geoq.config import Config, default_config, load_config
+from geoq.errors import InvalidJob, JobDead, ResultTimeout
+from geoq.job import Job, JobStatus
+
+PRIORITIES = ("normal", "high")
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    job: Job
+    placement: Placement
+
+
+class Client:
+    """Enqueue jobs and read their status and results.
+
+    ``Client("redis://host:6379/0")`` or ``Client.from_config("config/prod.yaml")``.
+    Thread-safe: it holds only a bounded redis-py connection pool.
+    """
+
+    def __init__(self, url: str | None = None, *, config: Config | None = None) -> None:
+        self.config = config if config is not None else default_config(url=url or "redis://127.0.0.1:6379/0")
+        if url is not None and config is not None:
+            raise TypeError("give a url or a config, not both")
+        self._redis = connect(self.config.redis, name="geoq-client")
+        self.broker = Broker(self._redis)
+
+    @classmethod
+    def from_config(cls, path: str) -> "Client":
+        return cls(config=load_config(path))
+
+    def close(self) -> None:
+        self._redis.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- enqueueing ----------------------------------------------------------------------------
+
+    def enqueue(self, type: str, payload: Any = None, *, queue: str | None = None,
+                delay: float | timedelta | None = None, at: datetime | float | None = None,
+                priority: str | None = None, max_retries: int | None = None,
+                timeout: float | None = None, id: str | None = None) -> Job:
+        """Store one job and return it. With `id=`, a job still live under that id is returned instead."""
+        request = self._request(type, payload, queue=queue, delay=delay, at=at, priority=priority,
+                                max_retries=max_retries, timeout=timeout, id=id)
+        return self._store([request])[0]
+
+    def enqueue_many(self, items: Iterable[tuple[str, Any] | tuple[str, Any, Mapping[str, Any]]]) -> list[Job]:
+        """Store many jobs in one round trip; each item is (type, payload) or (type, payload, options)."""
+        requests = []
+        for item in items:
+            options = item[2] if len(item) > 2 else {}  # type: ignore[misc]
+            requests.append(self._request(item[0], item[1], **options))
+        return self._store(requests)
+
+    def _request(self, type: str, payload: Any, *, queue: str | None = None,
+                 delay: float | timedelta | None = None, at: datetime | float | None = None,
+                 priority: str | None = None, max_retries: int | None = None,
+                 timeout: float | None = None, id: str | None = None) -> _Request:
+        if not isinstance(type, str) or not type:
+            raise InvalidJob(f"job type must be a non-empty string, got {type!r}")
+        route = self.config.routes.get(type)
+        queue = jobs.check_queue(queue or (route.queue if route else "default"))
+        job = Job(id=jobs.check_id(id) if id is not None else jobs.new_id(queue), type=type, queue=queue,
+                  payload=payload, enqueued_at=time.time(), max_retries=_non_negative("max_retries", max_retries),
+                  timeout=_positive("timeout", timeout))
+        return _Request(job, _placement(delay, at, priority))
+
+    def _store(self, requests: Sequence[_Request]) -> list[Job]:
+        limit = self.config.worker.max_payload
+        batches: dict[str, list[NewJob]] = {}
+        for r in requests:  # encode everything first: a bad job raises before anything is written
+            envelope = jobs.encode(r.job, limit)
+            batches.setdefault(r.job.queue, []).append(NewJob(r.job.id, envelope, r.placement))
+        self.broker.enqueue(batches)
+        return [r.job for r in requests]
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def status(self, job_id: str, *, queue: str | None = None) -> JobStatus | None:
+        """The job's status, or None when no queue knows the id (or its record has expired)."""
+        for name in self._queues_for(job_id, queue):
+            state, done = self.broker.lookup(name, job_id)
+            if state is not None:
+                return jobs.decode_state(job_id, state, self.broker.server_time())
+            if done is not None:
+                return jobs.decode_done(job_id, done)
+        return None
+
+    def result(self, job_id: str, timeout: float | None = None, *, queue: str | None = None) -> Any:
+        """Wait for the job to finish and return its handler's return value.
+
+        Raises ResultTimeout when it has not finished within `timeout` seconds (None waits
+        forever) and JobDead when it ended in the dead list.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = 0.005
+        while True:
+            st = self.status(job_id, queue=queue)
+            if st is not None and st.state == "succeeded":
+                return st.result
+            if st is not None and st.state == "dead":
+                raise JobDead(job_id, st.reason or "unknown", st.last_error)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise ResultTimeout(f"job {job_id} did not finish within {timeout} s "
+                                    f"(state: {st.state if st else 'unknown'})")
+            # A finished job leaves a record, not a message, so waiting means asking again;
+            # the pause grows so a long wait costs Redis little.
+            pause = min(pause * 2, 0.2)
+            time.sleep(pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic())))
+
+    def _queues_for(self, job_id: str, queue: str | None) -> list[str]:
+        if queue:
+            return [queue]
+        named = jobs.queue_of_id(job_id)
+        known = list(self.config.worker.queues) + [r.queue for r in self.config.routes.values()] + ["default"]
+        return list(dict.fromkeys(([named] if named else []) + known))
+
+
+def _placement(delay: float | timedelta | None, at: datetime | float | None, priority: str | None) -> Placement:
+    if priority not in (None, *PRIORITIES):
+        raise InvalidJob(f"priority must be one of {', '.join(PRIORITIES)}, got {priority!r}")
+    if delay is not None and at is not None:
+        raise InvalidJob("give delay or at, not both")
+    if isinstance(delay, timedelta):
+        delay = delay.total_seconds()
+    if delay is not None and delay > 0:
+        return Placement("delay", float(delay))
+    if at is not None:
+        return Placement("at", at.timestamp() if isinstance(at, datetime) else float(at))
+    return Placement("head" if priority == "high" else "tail")
+
+
+def _non_negative(name: str, value: int | None) -> int | None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+        raise InvalidJob(f"{name} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def _positive(name: str, value: float | None) -> float | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+        raise InvalidJob(f"{name} must be a positive number of seconds, got {value!r}")
+    return None if value is None else float(value)

@@ -1,0 +1,14 @@
+"""The config file: typed, frozen sections (schema) and the strict YAML loader (loader).
+
+``load_config(path)`` reads a file; ``default_config(url=...)`` builds the
+same Config with every default, for programs that have no file.
+"""
+
+from geoq.config.loader import default_config, load_config
+from geoq.config.schema import (KEYS, BackoffConfig, Config, DeadConfig, Key, LoggingConfig, MetricsConfig,
+                                RedisConfig, ResultsConfig, RouteConfig, TLSConfig, WorkerConfig)
+
+__all__ = [
+    "KEYS", "BackoffConfig", "Config", "DeadConfig", "Key", "LoggingConfig", "MetricsConfig", "RedisConfig",
+    "ResultsConfig", "RouteConfig", "TLSConfig", "WorkerConfig", "default_config", "load_config",
+]

@@ -1,0 +1,260 @@
+"""Read a YAML config file into a Config, or stop with one line saying what is wrong.
+
+The file is composed into YAML nodes (not loaded into plain data) so that
+every error can name the line of the offending key. ``${VAR}`` and
+``${VAR:-default}`` are substituted in string scalars before the values are
+typed. Each message has one of these forms, never a traceback, and never the
+value of a key whose name contains password, secret or token:
+
+    <file>: <key.path> (line N): expected <what>, got <what>
+    <file>: line N: YAML syntax error: <problem>
+    <file>: cannot read config: <reason>
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import Field, fields
+from types import MappingProxyType
+from typing import Any, NoReturn
+
+import yaml
+from yaml.constructor import SafeConstructor
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.resolver import Resolver
+
+from geoq.config import schema
+from geoq.config.schema import DEFAULT_REDIS_URL, DEFAULTS_PATH, Config, EnvText, Invalid, RedisConfig, RouteConfig
+from geoq.errors import ConfigError
+
+__all__ = ["default_config", "load_config"]
+
+_STR = "tag:yaml.org,2002:str"
+_NULL = "tag:yaml.org,2002:null"
+_REFERENCE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@/\s]+@")
+
+Pairs = dict[str, tuple[ScalarNode, Node]]
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+    """The Config in the YAML file at *path*; ${VAR} comes from *env* (default: os.environ, read now).
+
+    Raises ConfigError with a one-line message for anything wrong with the file.
+    """
+    name = os.fspath(path)
+    root = _compose(name, _read(name))
+    reader = _Reader(name, os.environ if env is None else env)
+    try:
+        config = reader.build(Config, root, "", None, {"path": name})
+    except RecursionError:  # an alias that contains itself
+        raise ConfigError(f"{name}: line 1: YAML syntax error: recursive or too deeply nested structure") from None
+    return schema.complete(config)
+
+
+def default_config(url: str = DEFAULT_REDIS_URL) -> Config:
+    """A Config with every default and the given Redis URL, as if read from an empty file."""
+    try:
+        checked = schema.redis_url(url)
+    except Invalid as e:
+        raise ConfigError(_message(DEFAULTS_PATH, "redis.url", None, e.expected, _show(url, "redis.url"))) from None
+    return schema.complete(Config(redis=RedisConfig(url=checked)))
+
+
+def _read(name: str) -> str:
+    try:
+        with open(name, encoding="utf-8") as f:
+            return f.read()
+    except OSError as e:
+        raise ConfigError(f"{name}: cannot read config: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{name}: cannot read config: not UTF-8 text") from None
+
+
+def _compose(name: str, text: str) -> Node | None:
+    try:
+        node: Node | None = yaml.compose(text, Loader=yaml.SafeLoader)
+        return node
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        problem = e.problem or e.context or "unreadable YAML"
+    except yaml.reader.ReaderError as e:
+        line, problem = text.count("\n", 0, e.position) + 1, f"character {e.character!r} is not allowed"
+    except yaml.YAMLError as e:
+        line, problem = 1, str(e)
+    raise ConfigError(_one_line(f"{name}: line {line}: YAML syntax error: {problem}"))
+
+
+class _Reader:
+    """Walks the schema's dataclasses and the YAML nodes side by side."""
+
+    def __init__(self, name: str, env: Mapping[str, str]) -> None:
+        self.name = name
+        self.env = env
+
+    def fail(self, path: str, node: Node | None, expected: str, got: str) -> NoReturn:
+        line = node.start_mark.line + 1 if node is not None else None
+        raise ConfigError(_message(self.name, path, line, expected, got))
+
+    def build(self, cls: type, node: Node | None, path: str, key: Node | None, extra: dict[str, Any]) -> Any:
+        """An instance of the section ``cls`` from a mapping node (None or null: every default)."""
+        allowed = [f.name for f in fields(cls) if "derived" not in f.metadata]
+        pairs = self.pairs(node, path, key, allowed)
+        values = dict(extra)
+        for f in fields(cls):
+            if "derived" in f.metadata:
+                values.setdefault(f.name, schema.default_of(f))
+            else:
+                values[f.name] = self.field_value(f, pairs, _join(path, f.name), key)
+        finish = schema.FINISH.get(cls)
+        if finish is not None:
+            self.finish(finish, values, pairs, path, key)
+        return cls(**values)
+
+    def field_value(self, f: Field[Any], pairs: Pairs, path: str, parent: Node | None) -> Any:
+        knode, vnode = pairs.get(f.name, (None, None))
+        if "section" in f.metadata:
+            return self.build(f.metadata["section"], vnode, path, knode or parent, {})
+        if "routes" in f.metadata:
+            return self.routes(vnode, path, knode)
+        if knode is None or vnode is None:
+            default = schema.default_of(f)
+            if default is schema.REQUIRED:
+                self.fail(path, parent, "a value: this key is required", "nothing")
+            return default
+        return self.check(f.metadata["check"], knode, vnode, path)
+
+    def check(self, check: schema.Check, knode: Node, vnode: Node, path: str) -> Any:
+        value = self.value(vnode, path)
+        try:
+            return check(value)
+        except Invalid as e:
+            self.fail(path, knode, e.expected, e.got if e.got is not None else _show(value, path))
+
+    def finish(self, finish: Any, values: dict[str, Any], pairs: Pairs, path: str, key: Node | None) -> None:
+        try:
+            finish(values)
+        except Invalid as e:
+            blamed = e.key or ""
+            where = _join(path, blamed) if blamed else path
+            knode = pairs[blamed][0] if blamed in pairs else key
+            got = e.got if e.got is not None else _show(values.get(blamed), where)
+            self.fail(where, knode, e.expected, got)
+
+    def routes(self, node: Node | None, path: str, key: Node | None) -> Mapping[str, RouteConfig]:
+        out: dict[str, RouteConfig] = {}
+        for name, (knode, vnode) in self.pairs(node, path, key, None).items():
+            if not name.strip() or name != name.strip():
+                self.fail(_join(path, name), knode, "a job type name without surrounding spaces", repr(name))
+            out[name] = self.build(RouteConfig, vnode, _join(path, name), knode, {"type": name})
+        return MappingProxyType(out)
+
+    def pairs(self, node: Node | None, path: str, key: Node | None, allowed: list[str] | None) -> Pairs:
+        """The key -> (key node, value node) pairs of a mapping; unknown and repeated keys are errors."""
+        if node is None or (isinstance(node, ScalarNode) and node.tag == _NULL):
+            return {}
+        if not isinstance(node, MappingNode):
+            self.fail(path or "top level", key or node, "a mapping", _show(self.value(node, path), path))
+        out: Pairs = {}
+        for knode, vnode in node.value:
+            name = self.key_name(knode, path)
+            here = _join(path, name)
+            if allowed is not None and name not in allowed:
+                self.fail(here, knode, "one of " + ", ".join(allowed), _unknown(name, allowed))
+            if name in out:
+                self.fail(here, knode, "each key once", "it again")
+            out[name] = (knode, vnode)
+        return out
+
+    def key_name(self, knode: Node, path: str) -> str:
+        if isinstance(knode, ScalarNode) and knode.tag == _STR:
+            return str(knode.value)
+        self.fail(path or "top level", knode, "a string key", _show(self.value(knode, path), path))
+
+    def value(self, node: Node, path: str) -> Any:
+        """Plain Python data of a node, with ${VAR} substituted in its strings."""
+        if isinstance(node, SequenceNode):
+            return [self.value(item, path) for item in node.value]
+        if isinstance(node, MappingNode):
+            return {name: self.value(v, _join(path, name)) for name, (_, v) in self.pairs(node, path, None, None).items()}
+        return self.scalar(node, path)
+
+    def scalar(self, node: Node, path: str) -> Any:
+        if node.tag != _STR:
+            try:
+                return SafeConstructor().construct_object(node, deep=True)
+            except yaml.YAMLError:
+                self.fail(path, node, "a plain YAML value", f"the tag {node.tag}")
+        text = self.substitute(str(node.value), path, node)
+        if text is None:
+            return str(node.value)
+        if isinstance(node, ScalarNode) and node.style:  # quoted or block text stays a string, as YAML would have it
+            return text
+        result = EnvText(text)
+        result.typed = _yaml_typed(text)
+        return result
+
+    def substitute(self, text: str, path: str, node: Node) -> str | None:
+        """*text* with ${VAR} and ${VAR:-default} replaced, or None when it has none."""
+        if "${" not in text:
+            return None
+        if "${" in _REFERENCE.sub("", text):
+            self.fail(path, node, "${VAR} or ${VAR:-default}", _show(text, path))
+        for ref in _REFERENCE.finditer(text):
+            if ref["default"] is None and ref["name"] not in self.env:
+                variable = ref["name"]
+                self.fail(path, node, f"{variable} set in the environment (or a default: ${{{variable}:-...}})",
+                          f"{variable} unset")
+        return _REFERENCE.sub(self.lookup, text)
+
+    def lookup(self, ref: re.Match[str]) -> str:
+        # As in the shell, ":-" also replaces a variable that is set but empty.
+        value = self.env.get(ref["name"], "")
+        return value if value or ref["default"] is None else ref["default"]
+
+
+def _yaml_typed(text: str) -> Any:
+    tag = Resolver().resolve(ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]  # stubs lack it
+    return SafeConstructor().construct_object(ScalarNode(tag, text), deep=True)
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _unknown(name: str, allowed: list[str]) -> str:
+    close = difflib.get_close_matches(name, allowed, n=1)
+    return "an unknown key" + (f" (did you mean {close[0]}?)" if close else "")
+
+
+def _show(value: Any, path: str) -> str:
+    """A value as a message may show it: secrets hidden, URL passwords masked, one short line."""
+    if schema.is_secret(path):
+        return "<hidden>"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        shown = repr(_URL_PASSWORD.sub(r"\1***@", str(value)))
+        return shown if len(shown) <= 80 else shown[:76] + "...'"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+def _message(name: str, path: str, line: int | None, expected: str, got: str) -> str:
+    where = f"{path} (line {line})" if line is not None else path
+    return _one_line(f"{name}: {where}: expected {expected}, got {got}")
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())

@@ -1,0 +1,489 @@
+"""The config schema: typed, frozen sections, each key declared once.
+
+Every key is one dataclass field declared with ``key(default, check, doc)``:
+its default, the check that turns a YAML value into the typed value (raising
+``Invalid``), and a one-line doc. The loader walks these fields to read a
+file, and ``KEYS`` walks them to give a doc generator (and the tests) the
+whole table. Fields marked ``derived`` are computed, never read from YAML.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import MISSING, Field, dataclass, field, fields, replace
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import SplitResult, parse_qs, urlsplit
+
+from geoq.units import parse_duration, parse_size
+
+Check = Callable[[Any], Any]
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULTS_PATH = "<defaults>"
+REQUIRED: Any = MISSING
+
+
+class Invalid(Exception):
+    """A value failed its check. The loader adds the file, key path and line.
+
+    ``key`` names a sibling key to blame instead (for checks across keys);
+    ``got`` describes the value when showing it as written would mislead.
+    """
+
+    def __init__(self, expected: str, *, key: str | None = None, got: str | None = None) -> None:
+        super().__init__(expected)
+        self.expected = expected
+        self.key = key
+        self.got = got
+
+
+class EnvText(str):
+    """A plain (unquoted) YAML scalar after ${VAR} substitution.
+
+    ``typed`` holds what YAML would have made of the text had it been written
+    in the file, so ``concurrency: ${N:-500}`` is an int while a string key
+    such as a password keeps the text as it is.
+    """
+
+    typed: Any
+
+
+# --- field declarations ------------------------------------------------------
+
+
+def key(default: Any, check: Check, doc: str, *, factory: Callable[[], Any] | None = None,
+        repr: bool = True) -> Any:
+    """A key read from YAML. ``default`` may be REQUIRED; ``factory`` builds a default that is not hashable."""
+    meta = {"check": check, "doc": doc}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta, repr=repr)
+    return field(default=default, metadata=meta, repr=repr)
+
+
+def section(cls: type, doc: str) -> Any:
+    """A nested mapping of keys, read into an instance of ``cls``."""
+    return field(default_factory=cls, metadata={"section": cls, "doc": doc})
+
+
+def derived(doc: str, default: Any = REQUIRED) -> Any:
+    """A field computed by the loader (never a YAML key)."""
+    return field(default=default, metadata={"derived": True, "doc": doc})
+
+
+# --- checks --------------------------------------------------------------------
+
+
+def typed(value: Any) -> Any:
+    """What a check should type: the YAML-typed form of substituted text, else the value."""
+    return value.typed if isinstance(value, EnvText) else value
+
+
+def text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise Invalid("a string")
+    return str(value)
+
+
+def optional_text(value: Any) -> str | None:
+    """A string, where "" and null both mean "not set"."""
+    return None if value is None or value == "" else text(value)
+
+
+def boolean(value: Any) -> bool:
+    value = typed(value)
+    if not isinstance(value, bool):  # "yes" as a quoted string is not a boolean
+        raise Invalid("true or false")
+    return value
+
+
+def integer(minimum: int) -> Check:
+    def check(value: Any) -> int:
+        value = typed(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise Invalid(f"an integer >= {minimum}")
+        return value
+    return check
+
+
+def duration(*, positive: bool) -> Check:
+    expected = f"a duration {'> 0' if positive else '>= 0'} such as 500ms, 30s, 5m"
+
+    def check(value: Any) -> float:
+        try:
+            seconds = parse_duration(typed(value))
+        except ValueError:
+            raise Invalid(expected) from None
+        if positive and seconds <= 0:
+            raise Invalid(expected)
+        return seconds
+    return check
+
+
+def size(minimum: int, shown: str) -> Check:
+    def check(value: Any) -> int:
+        try:
+            nbytes = parse_size(typed(value))
+        except ValueError:
+            raise Invalid(f"a size >= {shown} such as 512kb, 1mb") from None
+        if nbytes < minimum:
+            raise Invalid(f"a size >= {shown} such as 512kb, 1mb")
+        return nbytes
+    return check
+
+
+def choice(*options: str) -> Check:
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or value.lower() not in options:
+            raise Invalid("one of " + ", ".join(options))
+        return value.lower()
+    return check
+
+
+def handler(value: Any) -> str:
+    """The form "pkg.module:attr" only; importing is the worker's job, not the loader's."""
+    module, sep, attr = text(value).partition(":")
+    names = module.split(".") + attr.split(".")
+    if not sep or not all(name.isidentifier() for name in names):
+        raise Invalid("a handler of the form pkg.module:attr")
+    return module + ":" + attr
+
+
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
+
+
+def queue_name(value: Any) -> str:
+    # Braces would break the per-queue Redis Cluster hash tag, spaces the CLI.
+    if not isinstance(value, str) or not _QUEUE_NAME.fullmatch(value):
+        raise Invalid("a queue name of letters, digits, '_', '.', ':' or '-'")
+    return str(value)
+
+
+def queues(value: Any) -> tuple[str, ...] | dict[str, float]:
+    """A list (strict priority) or a mapping {name: weight}; the worker section splits the mapping."""
+    if isinstance(value, list):
+        names = tuple(queue_name(item) for item in value)
+        if not names or len(set(names)) != len(names):
+            raise Invalid("a non-empty list of distinct queue names")
+        return names
+    if isinstance(value, dict):
+        if not value:
+            raise Invalid("at least one queue")
+        return {queue_name(name): _weight(name, weight) for name, weight in value.items()}
+    raise Invalid("a list of queue names or a mapping {name: weight}")
+
+
+def _weight(name: str, value: Any) -> float:
+    value = typed(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise Invalid(f"a positive number as the weight of queue {name!r}", got=repr(value))
+    return float(value)
+
+
+def listen(value: Any) -> str:
+    """host:port for the metrics server; "" or off (YAML turns a bare off into false) disables it."""
+    if value is False:
+        return "off"
+    split_listen(text(value))
+    return str(value).strip()
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """(host, port) of a listen address; ("", 0) when disabled. Port 0 picks a free port."""
+    value = value.strip()
+    if value.lower() in ("", "off"):
+        return "", 0
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise Invalid("an address host:port, or off")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    return host or "0.0.0.0", int(port)
+
+
+def options(value: Any) -> Mapping[str, Any]:
+    if value is None:
+        return MappingProxyType({})
+    if not isinstance(value, dict):
+        raise Invalid("a mapping of handler options")
+    return MappingProxyType({name: _plain(item, name) for name, item in value.items()})
+
+
+def _plain(value: Any, name: str) -> Any:
+    """Options as YAML typed them; substituted secrets stay strings whatever they look like."""
+    if isinstance(value, EnvText):
+        return str(value) if is_secret(name) or value.typed is None else value.typed
+    if isinstance(value, dict):
+        return {k: _plain(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v, name) for v in value]
+    return value
+
+
+def is_secret(path: str) -> bool:
+    """Values under such keys are never shown in messages."""
+    path = path.lower()
+    return any(word in path for word in ("password", "passwd", "secret", "token"))
+
+
+# --- Redis URLs ------------------------------------------------------------------
+
+_NETWORK_SCHEMES = ("redis", "rediss", "redis+sentinel", "redis+cluster")
+_SCHEMES = _NETWORK_SCHEMES + ("unix",)
+
+
+def redis_url(value: Any) -> str:
+    url = text(value).strip()
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise Invalid("a Redis URL such as redis://host:6379/0") from None
+    if parts.scheme.lower() not in _SCHEMES:
+        raise Invalid("a Redis URL with scheme " + ", ".join(_SCHEMES))
+    if parts.scheme.lower() == "unix":
+        if not parts.path:
+            raise Invalid("a socket path, as in unix:///run/redis.sock")
+    else:
+        _check_hosts(parts)
+    _check_db(parts)
+    return url
+
+
+def _check_hosts(parts: SplitResult) -> None:
+    hosts = parts.netloc.rpartition("@")[2].split(",")
+    if len(hosts) > 1 and parts.scheme.lower() in ("redis", "rediss"):
+        raise Invalid("one host in a redis:// URL (redis+sentinel:// or redis+cluster:// take several)")
+    for hostport in hosts:
+        if hostport.startswith("["):
+            host, _, port = hostport[1:].partition("]")
+            port = port[1:] if port.startswith(":") else port
+        else:
+            host, _, port = hostport.partition(":")
+        if not host:
+            raise Invalid("a host in the Redis URL, as in redis://host:6379/0")
+        if port and not (port.isdigit() and 0 < int(port) <= 65535):
+            raise Invalid("a port number in the Redis URL, as in redis://host:6379/0")
+
+
+def _check_db(parts: SplitResult) -> None:
+    scheme = parts.scheme.lower()
+    segments = [s for s in parts.path.split("/") if s] if scheme != "unix" else []
+    if scheme == "redis+sentinel":
+        if not segments or len(segments) > 2:
+            raise Invalid("redis+sentinel://host:port,host:port/MASTER/DB")
+        segments = segments[1:]
+    dbs = segments + parse_qs(parts.query).get("db", [])
+    if len(segments) > 1 or not all(db.isdigit() for db in dbs):
+        raise Invalid("a database number in the Redis URL, as in redis://host:6379/0")
+    if scheme == "redis+cluster" and any(int(db) != 0 for db in dbs):
+        raise Invalid("database 0 in a Redis Cluster URL (a cluster has no other)")
+
+
+# --- sections ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TLSConfig:
+    """TLS for rediss:// connections."""
+
+    ca_file: str = key("", text, "CA bundle that signs the server certificate; empty = system CAs")
+    cert_file: str = key("", text, "client certificate (PEM) for mutual TLS; empty = none")
+    key_file: str = key("", text, "client private key (PEM); empty = none, or inside cert_file")
+    check_hostname: bool = key(True, boolean, "refuse a server certificate that does not name the host")
+
+
+@dataclass(frozen=True, slots=True)
+class RedisConfig:
+    """Where Redis is and how to talk to it."""
+
+    url: str = key(DEFAULT_REDIS_URL, redis_url,
+                   "redis://, rediss:// (TLS), unix://, redis+sentinel://h:p,h:p/MASTER/DB, redis+cluster://h:p,h:p")
+    username: str | None = key(None, optional_text, "ACL user; empty = the URL's, or none")
+    password: str | None = key(None, optional_text, "password; empty = the URL's, or none", repr=False)
+    max_connections: int = key(200, integer(1), "connection pool size per worker process")
+    cluster: bool = key(False, boolean, "true: url is one seed node of a Redis Cluster")
+    tls: TLSConfig = section(TLSConfig, "TLS settings, used with rediss://")
+    socket_timeout: float = key(5.0, duration(positive=True), "longest wait for a Redis reply (blocking fetches add theirs)")
+    connect_timeout: float = key(5.0, duration(positive=True), "longest wait to open a connection")
+
+
+@dataclass(frozen=True, slots=True)
+class BackoffConfig:
+    """Delay before retry n: drawn from [0, min(max, base * 2^(n-1))] with full jitter."""
+
+    base: float = key(1.0, duration(positive=False), "delay before the first retry, doubled for each next one")
+    max: float = key(600.0, duration(positive=True), "longest delay between two runs")
+    jitter: str = key("full", choice("full", "none"), "full = random in [0, delay]; none = exactly delay")
+
+
+def _empty_options() -> Mapping[str, Any]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class RouteConfig:
+    """One job type: its handler and the limits its jobs run under."""
+
+    type: str = derived("the job type: this route's name under routes")
+    handler: str = key(REQUIRED, handler, "pkg.module:attr, a function or a class (required)")
+    queue: str = key("default", queue_name, "queue its jobs go to unless enqueued with queue=")
+    timeout: float = key(300.0, duration(positive=True), "a run longer than this is interrupted and fails")
+    max_retries: int = key(5, integer(0), "retries after the first failed run before the job is dead")
+    backoff: BackoffConfig = section(BackoffConfig, "delay between retries")
+    options: Mapping[str, Any] = key(None, options, "passed to the handler (job.options, or class kwargs)",
+                                       factory=_empty_options)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    """How one worker process fetches and runs jobs."""
+
+    concurrency: int = key(2000, integer(1), "greenlet pool size: jobs in flight per process")
+    processes: int = key(1, integer(1), "worker processes on this machine")
+    queues: tuple[str, ...] = key((), queues,
+                                  "[a, b] = strict priority; {a: 3, b: 1} = weighted; "
+                                  "absent = default, then each route's queue")
+    weights: tuple[float, ...] | None = derived("weights of queues in order; None for strict priority", None)
+    fetch_batch: int = key(100, integer(1), "most jobs moved per fetch round trip")
+    shutdown_grace: float = key(30.0, duration(positive=False), "time in-flight jobs get to finish on SIGTERM")
+    heartbeat: float = key(5.0, duration(positive=True), "how often the worker proves it is alive")
+    dead_after: float = key(15.0, duration(positive=True), "a worker silent this long is dead; its jobs are requeued")
+    max_deliveries: int = key(3, integer(1), "runs ended by a dying worker before the job is dead")
+    max_payload: int = key(1048576, size(1024, "1kb"), "largest encoded job, checked on enqueue and fetch")
+    block_timeout: float = key(1.0, duration(positive=True), "how long an idle fetch blocks in Redis before re-checking")
+
+
+@dataclass(frozen=True, slots=True)
+class DeadConfig:
+    """The dead-letter list, trimmed oldest first past either bound."""
+
+    max_jobs: int = key(100000, integer(1), "most dead jobs kept")
+    max_age: float = key(30 * 86400.0, duration(positive=True), "oldest dead job kept")
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    """Log lines of the worker and the CLI."""
+
+    format: str = key("plain", choice("plain", "json"), "plain | json (one object per line)")
+    level: str = key("info", choice("debug", "info", "warning", "error", "critical"), "least severe level logged")
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """The worker's Prometheus endpoint: /metrics, /healthz, /readyz."""
+
+    listen: str = key("0.0.0.0:9108", listen, 'host:port to serve on; "" or off = no server (host "", port 0)')
+    host: str = derived("host part of listen; \"\" when disabled", "0.0.0.0")
+    port: int = derived("port part of listen; 0 when disabled (or a free port if host is set)", 9108)
+
+    @property
+    def enabled(self) -> bool:
+        return self.host != ""
+
+
+@dataclass(frozen=True, slots=True)
+class ResultsConfig:
+    """Finished jobs' status and return values."""
+
+    keep: float = key(86400.0, duration(positive=False), "how long status and results are kept; 0 = not stored")
+
+
+def _no_routes() -> Mapping[str, RouteConfig]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """A whole config file. Built once, then passed to what needs it."""
+
+    path: str = derived("the file this was read from, or <defaults>", DEFAULTS_PATH)
+    redis: RedisConfig = section(RedisConfig, "the Redis server")
+    worker: WorkerConfig = section(WorkerConfig, "the worker process")
+    dead: DeadConfig = section(DeadConfig, "the dead-letter list")
+    logging: LoggingConfig = section(LoggingConfig, "logging")
+    metrics: MetricsConfig = section(MetricsConfig, "the Prometheus endpoint")
+    results: ResultsConfig = section(ResultsConfig, "job status and results")
+    routes: Mapping[str, RouteConfig] = field(
+        default_factory=_no_routes, metadata={"routes": RouteConfig, "doc": "job type -> route"})
+
+
+# --- checks across keys ------------------------------------------------------------
+
+
+def _finish_redis(values: dict[str, Any]) -> None:
+    if values["cluster"] and values["url"].split(":", 1)[0].lower() not in ("redis", "rediss", "redis+cluster"):
+        raise Invalid("false with a unix:// or redis+sentinel:// url", key="cluster", got="true")
+
+
+def _finish_backoff(values: dict[str, Any]) -> None:
+    if values["max"] < values["base"]:
+        raise Invalid(f"a duration >= base ({values['base']:g}s)", key="max", got=f"{values['max']:g}s")
+
+
+def _finish_worker(values: dict[str, Any]) -> None:
+    if isinstance(values["queues"], dict):
+        values["weights"] = tuple(values["queues"].values())
+        values["queues"] = tuple(values["queues"])
+    if values["heartbeat"] >= values["dead_after"]:
+        raise Invalid(f"a duration shorter than dead_after ({values['dead_after']:g}s)",
+                      key="heartbeat", got=f"{values['heartbeat']:g}s")
+
+
+def _finish_metrics(values: dict[str, Any]) -> None:
+    values["host"], values["port"] = split_listen(values["listen"])
+
+
+FINISH: Mapping[type, Callable[[dict[str, Any]], None]] = MappingProxyType({
+    RedisConfig: _finish_redis, BackoffConfig: _finish_backoff,
+    WorkerConfig: _finish_worker, MetricsConfig: _finish_metrics,
+})
+
+
+def default_queues(routes: Mapping[str, RouteConfig]) -> tuple[str, ...]:
+    """"default" first, then each route's queue in order of first appearance."""
+    return tuple(dict.fromkeys(["default"] + [route.queue for route in routes.values()]))
+
+
+def complete(config: Config) -> Config:
+    """Fill in what depends on more than one section: the queues of a worker that names none."""
+    if config.worker.queues:
+        return config
+    worker = replace(config.worker, queues=default_queues(config.routes), weights=None)
+    return replace(config, worker=worker)
+
+
+# --- the key table -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """One config key: its dotted path (routes as routes.<type>), default, check and doc."""
+
+    path: str
+    default: Any
+    check: Check | None  # None for a section or the routes mapping, which hold keys
+    doc: str
+
+
+def default_of(f: Field[Any]) -> Any:
+    if f.default_factory is not MISSING:
+        return f.default_factory()
+    return f.default
+
+
+def walk(cls: type, prefix: str = "") -> Iterator[Key]:
+    """Every key under ``cls``, depth first, in declaration order."""
+    for f in fields(cls):
+        meta, path = f.metadata, prefix + f.name
+        if "derived" in meta:
+            continue
+        yield Key(path, default_of(f), meta.get("check"), meta["doc"])
+        if "routes" in meta:
+            yield from walk(meta["routes"], path + ".<type>.")
+        elif "section" in meta:
+            yield from walk(meta["section"], path + ".")
+
+
+KEYS: tuple[Key, ...] = tuple(walk(Config))

@@ -1,0 +1,92 @@
+"""The whole geoq exception tree, under one root.
+
+    GeoqError
+    ├── ConfigError            bad config file or value (CLI exit 2)
+    ├── PayloadTooLarge        encoded job over worker.max_payload; nothing written
+    ├── InvalidJob             a job that cannot be built or decoded (bad id, not JSON, ...)
+    ├── ResultTimeout          Client.result() waited longer than its timeout
+    ├── JobDead                Client.result() for a job that ended in the dead list
+    └── BrokerError            Redis failed us (translated from redis-py at the broker edge)
+        ├── RedisUnavailable   refused, unreachable, timed out (CLI exit 3)
+        ├── RedisAuthError     authentication, ACL or certificate failure (CLI exit 2)
+        └── RedisFull          Redis refused a write (maxmemory, READONLY replica)
+
+Handler signals are not errors of geoq but requests from a handler, so they
+derive from Exception directly and are caught by the executor:
+
+    Retry(delay=...)           retry at a chosen time (a run like any other: counts toward max_retries)
+    Fail(reason)               dead-letter at once, no retries
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+
+class GeoqError(Exception):
+    """Root of every error geoq raises."""
+
+
+class ConfigError(GeoqError):
+    """A config file or value is wrong. The message is one line meant for a person."""
+
+
+class PayloadTooLarge(GeoqError):
+    """An encoded job is larger than the configured maximum; nothing was stored."""
+
+
+class InvalidJob(GeoqError):
+    """A job cannot be built or decoded."""
+
+
+class ResultTimeout(GeoqError):
+    """The job did not finish within the time Client.result() was given."""
+
+
+class JobDead(GeoqError):
+    """The job ended in the dead-letter list; there is no result."""
+
+    def __init__(self, job_id: str, reason: str, error: str | None) -> None:
+        super().__init__(f"job {job_id} is dead ({reason}): {error or 'no error recorded'}")
+        self.job_id = job_id
+        self.reason = reason
+        self.error = error
+
+
+class BrokerError(GeoqError):
+    """Redis did not do what the broker asked."""
+
+
+class RedisUnavailable(BrokerError):
+    """Redis cannot be reached: refused, unknown host, timed out, or went away."""
+
+
+class RedisAuthError(BrokerError):
+    """Redis rejected our credentials, ACL permissions or TLS certificate."""
+
+
+class RedisFull(BrokerError):
+    """Redis refused a write: out of memory under noeviction, or a read-only replica."""
+
+
+class Retry(Exception):
+    """Raised by a handler to be retried after `delay` seconds (or a timedelta).
+
+    A requested retry is still a run that counts toward max_retries, so a
+    handler that always asks to retry ends in the dead list like any other.
+    """
+
+    def __init__(self, delay: float | timedelta | None = None, reason: str = "retry requested") -> None:
+        super().__init__(reason)
+        if isinstance(delay, timedelta):
+            delay = delay.total_seconds()
+        self.delay = None if delay is None else max(0.0, float(delay))
+        self.reason = reason
+
+
+class Fail(Exception):
+    """Raised by a handler to dead-letter the job at once, without retries."""
+
+    def __init__(self, reason: str = "failed") -> None:
+        super().__init__(reason)
+        self.reason = reason

@@ -1,0 +1,1 @@
+"""Handlers that ship with geoq: route to them from YAML."""

@@ -1,0 +1,180 @@
+"""The job envelope: a frozen Job, its compact JSON form, and its status record. Pure.
+
+Envelope layout (one JSON object, keys in this order, id always first):
+
+    {"i": id, "t": type, "q": queue, "p": payload, "a": runs_made, "e": enqueued_at,
+     "m": max_retries?, "o": timeout?, "h": [[at, error], ...]?}
+
+The id comes first and is restricted to characters JSON never escapes, so a
+Lua script can read it with one anchored string match without decoding the
+payload (Lua's cjson would rewrite numbers and empty arrays).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from geoq.errors import InvalidJob, PayloadTooLarge
+
+STATES = ("queued", "scheduled", "running", "succeeded", "dead")
+DEAD_REASONS = ("max_retries", "fail", "max_deliveries", "undecodable", "not_a_job", "unknown_type", "oversize")
+HISTORY_KEPT = 10  # the last N errors ride along in the envelope; older ones are dropped
+
+_ID_RE = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,200}$")
+_QUEUE_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_NO_OPTIONS: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One unit of work. `attempt` is the number of the current run (1 on the first), 0 before any."""
+
+    id: str
+    type: str
+    queue: str
+    payload: Any
+    attempt: int = 0
+    enqueued_at: float = 0.0
+    max_retries: int | None = None
+    timeout: float | None = None
+    history: tuple[tuple[float, str], ...] = ()
+    options: Mapping[str, Any] = field(default_factory=lambda: _NO_OPTIONS, compare=False)
+
+    @property
+    def last_error(self) -> str | None:
+        return self.history[-1][1] if self.history else None
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatus:
+    """What Client.status() reports. `result` is set only for a succeeded job that returned one."""
+
+    id: str
+    state: str
+    attempts: int
+    last_error: str | None = None
+    result: Any = None
+    reason: str | None = None
+    due_at: float | None = None
+
+
+def new_id(queue: str) -> str:
+    """A fresh id that names its queue, so status(id) can find the job's keys."""
+    return f"{queue}:{secrets.token_urlsafe(12)}"
+
+
+def queue_of_id(job_id: str) -> str | None:
+    """The queue a generated id names, or None for an id a producer chose."""
+    queue, sep, _ = job_id.rpartition(":")
+    return queue if sep and _QUEUE_RE.match(queue) else None
+
+
+def check_id(job_id: str) -> str:
+    if not isinstance(job_id, str) or not _ID_RE.match(job_id):
+        raise InvalidJob(f"job id {job_id!r} must be 1-200 characters of A-Z a-z 0-9 . _ : @ / + = -")
+    return job_id
+
+
+def check_queue(queue: str) -> str:
+    if not isinstance(queue, str) or not _QUEUE_RE.match(queue):
+        raise InvalidJob(f"queue name {queue!r} must be 1-64 characters of A-Z a-z 0-9 . _ -")
+    return queue
+
+
+def encode(job: Job, max_size: int) -> bytes:
+    """The envelope bytes; PayloadTooLarge past max_size, InvalidJob if the payload is not JSON."""
+    body: dict[str, Any] = {"i": job.id, "t": job.type, "q": job.queue, "p": job.payload,
+                            "a": job.attempt, "e": round(job.enqueued_at, 3)}
+    if job.max_retries is not None:
+        body["m"] = job.max_retries
+    if job.timeout is not None:
+        body["o"] = job.timeout
+    if job.history:
+        body["h"] = [list(entry) for entry in job.history[-HISTORY_KEPT:]]
+    try:
+        raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    except (TypeError, ValueError) as e:
+        raise InvalidJob(f"payload of {job.type} is not JSON-serialisable: {e}") from e
+    if len(raw) > max_size:
+        raise PayloadTooLarge(f"job {job.id} of type {job.type} is {len(raw)} bytes encoded; the limit is {max_size}")
+    return raw
+
+
+def decode(raw: bytes, queue: str) -> Job:
+    """The Job in an envelope; InvalidJob with .reason 'undecodable' or 'not_a_job'."""
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise _invalid("undecodable", f"bytes are not UTF-8 JSON: {e}") from e
+    if not isinstance(body, dict):
+        raise _invalid("not_a_job", f"JSON {type(body).__name__} is not a job object")
+    try:
+        return _from_body(body, queue)
+    except (KeyError, TypeError, ValueError) as e:
+        raise _invalid("not_a_job", f"JSON object is not a job: {e!r}") from e
+
+
+def _from_body(body: dict[str, Any], queue: str) -> Job:
+    job_id, job_type, runs = body["i"], body["t"], body.get("a", 0)
+    if not isinstance(job_id, str) or not isinstance(job_type, str) or not job_id or not job_type:
+        raise ValueError("'i' and 't' must be non-empty strings")
+    if not isinstance(runs, int) or runs < 0:
+        raise ValueError("'a' must be a non-negative integer")
+    history = tuple((float(at), str(err)) for at, err in body.get("h", ()))
+    return Job(id=job_id, type=job_type, queue=body.get("q", queue), payload=body.get("p"),
+               attempt=runs, enqueued_at=float(body.get("e", 0.0)), max_retries=body.get("m"),
+               timeout=body.get("o"), history=history)
+
+
+def _invalid(reason: str, message: str) -> InvalidJob:
+    error = InvalidJob(message)
+    error.reason = reason  # type: ignore[attr-defined]
+    return error
+
+
+def peek_id(raw: bytes) -> str | None:
+    """The id of an envelope without decoding it (None when the bytes are not ours)."""
+    match = re.match(rb'^\{"i":"([A-Za-z0-9._:@/+=-]{1,200})"', raw)
+    return match.group(1).decode() if match else None
+
+
+# The per-queue state hash holds "state|attempts|due_at|last_error" for every job
+# still queued, scheduled or running: small, because it costs memory per queued job.
+_STATE_CODES = {"q": "queued", "s": "scheduled", "r": "running"}
+
+
+def encode_state(state: str, attempts: int, due_at: float | None = None, last_error: str | None = None) -> str:
+    due = "" if due_at is None else f"{due_at:.3f}"
+    return f"{state[0]}|{attempts}|{due}|{last_error or ''}"
+
+
+def decode_state(job_id: str, value: bytes, now: float) -> JobStatus:
+    """A live job's status; a scheduled job already due counts as queued (promotion may lag)."""
+    code, attempts, due, error = value.decode("utf-8", "replace").split("|", 3)
+    due_at = float(due) if due else None
+    state = _STATE_CODES.get(code, "queued")
+    if state == "scheduled" and due_at is not None and due_at <= now:
+        state = "queued"
+    return JobStatus(id=job_id, state=state, attempts=int(attempts), last_error=error or None, due_at=due_at)
+
+
+def encode_done(state: str, attempts: int, last_error: str | None, result: Any, reason: str | None) -> bytes:
+    """The record a finished job leaves for results.keep: its final status and result."""
+    body = {"s": state, "a": attempts, "e": last_error, "r": result, "x": reason}
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=repr).encode()
+
+
+def decode_done(job_id: str, raw: bytes) -> JobStatus:
+    body = json.loads(raw)
+    return JobStatus(id=job_id, state=body["s"], attempts=body["a"], last_error=body.get("e"),
+                     result=body.get("r"), reason=body.get("x"))
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,68 @@
+"""What a run's end means for its job. Pure: no Redis, no clock of its own."""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable, Union
+
+from gevent import Timeout
+
+from geoq import backoff
+from geoq.errors import Fail, Retry
+from geoq.job import Job
+from geoq.routing import Route
+
+
+@dataclass(frozen=True, slots=True)
+class Succeeded:
+    result: Any
+
+
+@dataclass(frozen=True, slots=True)
+class RetryAt:
+    delay: float
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Dead:
+    reason: str
+    error: str
+
+
+Outcome = Union[Succeeded, RetryAt, Dead]
+
+
+def describe(error: BaseException) -> str:
+    """One line naming an exception: type and message, never its locals."""
+    if isinstance(error, Timeout):
+        return "Timeout: handler ran past its timeout"
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:500]}" if text else type(error).__name__
+
+
+def classify(job: Job, route: Route, error: BaseException | None, result: Any = None,
+             rand: Callable[[], float] | None = None) -> Outcome:
+    """Succeeded, RetryAt or Dead for run number job.attempt that returned result or raised error.
+
+    A run that raises is retried while attempt <= max_retries (so at most
+    max_retries + 1 runs raise); Fail dead-letters at once; Retry chooses its delay.
+    """
+    if error is None:
+        return Succeeded(result)
+    if isinstance(error, Fail):
+        return Dead("fail", f"Fail: {error.reason}")
+    max_retries = route.max_retries if job.max_retries is None else job.max_retries
+    text = describe(error)
+    if job.attempt > max_retries:
+        return Dead("max_retries", text)
+    if isinstance(error, Retry) and error.delay is not None:
+        return RetryAt(error.delay, text)
+    b = route.backoff
+    kwargs = {"rand": rand} if rand is not None else {}
+    return RetryAt(backoff.delay(job.attempt, b.base, b.max, b.jitter, **kwargs), text)
+
+
+def traceback_of(error: BaseException) -> str:
+    return "".join(traceback.format_exception(type(error), error, error.__traceback__, limit=20))

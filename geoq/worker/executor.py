@@ -1,0 +1,145 @@
+"""One job's run: decode, route, run under a Timeout, classify, hand the settlement on."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, replace
+from typing import Any, Callable
+
+import gevent
+
+from geoq import job as jobs
+from geoq.broker.broker import Ack, Bury, RetryLater
+from geoq.errors import InvalidJob
+from geoq.job import Job
+from geoq.outcome import Dead, RetryAt, Succeeded, classify
+from geoq.routing import Route, Router
+
+log = logging.getLogger(__name__)
+
+Settle = Callable[[str, Any], None]  # (queue, Ack | RetryLater | Bury)
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A fetched envelope made ready to run, or already judged dead (route is None then)."""
+
+    queue: str
+    envelope: bytes
+    job: Job | None
+    route: Route | None
+    burial: Bury | None = None
+
+
+class Executor:
+    """Runs prepared jobs and reports each outcome to `settle` (the Settler's put)."""
+
+    def __init__(self, router: Router, settle: Settle, *, max_payload: int, keep: float,
+                 observe: Callable[[Job, Route, str, float], None] | None = None) -> None:
+        self.router = router
+        self.settle = settle
+        self.max_payload = max_payload
+        self.keep = keep
+        self.observe = observe
+
+    def prepare(self, queue: str, envelope: bytes) -> Prepared:
+        """Decode and route; bad input becomes a burial with its reason instead of an error."""
+        if len(envelope) > self.max_payload:
+            return self._reject(queue, envelope, None, "oversize",
+                                f"job is {len(envelope)} bytes; the limit is {self.max_payload}")
+        try:
+            job = jobs.decode(envelope, queue)
+        except InvalidJob as e:
+            return self._reject(queue, envelope, None, getattr(e, "reason", "not_a_job"), str(e))
+        route = self.router[job.type]
+        if route is None:
+            return self._reject(queue, envelope, job, "unknown_type", f"no route for job type {job.type!r}")
+        job = replace(job, attempt=job.attempt + 1, options=route.options)
+        return Prepared(queue, envelope, job, route)
+
+    def running_state(self, p: Prepared) -> tuple[str, str]:
+        assert p.job is not None
+        return p.job.id, jobs.encode_state("running", p.job.attempt, None, p.job.last_error)
+
+    def run(self, p: Prepared) -> None:
+        """Run one prepared job to its settlement. Never raises for the job's own failures."""
+        if p.burial is not None:
+            self.settle(p.queue, p.burial)
+            return
+        job, route = p.job, p.route
+        assert job is not None and route is not None
+        started = time.monotonic()
+        error, result = self._call(job, route)
+        outcome = classify(job, route, error, result)
+        duration = time.monotonic() - started
+        self.settle(p.queue, self._settlement(p, job, outcome))
+        if self.observe is not None:
+            self.observe(job, route, type(outcome).__name__, duration)
+        _log_outcome(job, outcome, duration)
+
+    def _call(self, job: Job, route: Route) -> tuple[BaseException | None, Any]:
+        timer = gevent.Timeout(job.timeout or route.timeout)
+        timer.start()
+        try:
+            result = route.handler(job)
+            if result is not None:  # an unstorable result is the handler's failure, found here
+                json.dumps(result, allow_nan=False)
+            return None, result
+        except gevent.Timeout as t:
+            if t is not timer:
+                raise  # someone else's timeout (a shutdown deadline): not this job's failure
+            return t, None
+        except Exception as e:
+            return e, None
+        finally:
+            timer.close()
+
+    def _settlement(self, p: Prepared, job: Job, outcome: Any) -> Ack | RetryLater | Bury:
+        if isinstance(outcome, Succeeded):
+            done = jobs.encode_done("succeeded", job.attempt, job.last_error, outcome.result, None)
+            return Ack(p.envelope, job.id, done)
+        history = job.history + ((round(time.time(), 3), outcome.error),)
+        if isinstance(outcome, RetryAt):
+            again = replace(job, history=history)
+            return RetryLater(p.envelope, jobs.encode(again, 2 ** 31), outcome.delay, job.id, job.attempt,
+                              outcome.error)
+        assert isinstance(outcome, Dead)
+        return self._burial(p.queue, p.envelope, replace(job, history=history), outcome.reason, outcome.error)
+
+    def _reject(self, queue: str, envelope: bytes, job: Job | None, reason: str, error: str) -> Prepared:
+        log.warning("job %s in queue %s is dead: %s: %s", job.id if job else jobs.peek_id(envelope) or "?",
+                    queue, reason, error)
+        return Prepared(queue, envelope, job, None, self._burial(queue, envelope, job, reason, error))
+
+    def _burial(self, queue: str, envelope: bytes, job: Job | None, reason: str, error: str) -> Bury:
+        job_id = job.id if job else (jobs.peek_id(envelope) or "")
+        attempts = job.attempt if job else 0
+        record = dead_record(queue, envelope, job, job_id, reason, error)
+        done = jobs.encode_done("dead", attempts, error, None, reason)
+        return Bury(envelope, record, job_id, done)
+
+
+def dead_record(queue: str, envelope: bytes, job: Job | None, job_id: str, reason: str, error: str) -> bytes:
+    """The dead-list entry: who, why, the attempt history, and the original bytes to retry from."""
+    body: dict[str, Any] = {"id": job_id, "type": job.type if job else None, "queue": queue, "reason": reason,
+                            "error": error, "attempts": job.attempt if job else 0,
+                            "history": [list(h) for h in job.history] if job else [],
+                            "died_at": round(time.time(), 3)}
+    try:
+        body["envelope"] = envelope.decode("utf-8")
+    except UnicodeDecodeError:
+        body["envelope_hex"] = envelope.hex()
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _log_outcome(job: Job, outcome: Any, duration: float) -> None:
+    if isinstance(outcome, Succeeded):
+        log.debug("job %s %s queue=%s attempt=%d succeeded in %.3fs", job.id, job.type, job.queue, job.attempt, duration)
+    elif isinstance(outcome, RetryAt):
+        log.info("job %s %s queue=%s attempt=%d failed, retry in %.1fs: %s", job.id, job.type, job.queue,
+                 job.attempt, outcome.delay, outcome.error)
+    else:
+        log.warning("job %s %s queue=%s attempt=%d is dead (%s): %s", job.id, job.type, job.queue, job.attempt,
+                    outcome.reason, outcome.error)

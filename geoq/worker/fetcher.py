@@ -1,0 +1,141 @@
+"""Takes jobs from Redis only as fast as the pool has room for them.
+
+With one queue, each fetch is one round trip: a pipeline of a blocking BLMOVE
+for the first job and LMOVEs for the rest of the batch. With several queues,
+a non-blocking sweep takes from them in priority order; when all are empty,
+one waiter per queue blocks in Redis at once (each on its own connection and
+holding its share of the free slots), so a job pushed to any of them starts
+within milliseconds, and the sweep resumes as soon as one of them has work.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Callable, Sequence
+
+import gevent
+import redis
+from gevent.event import Event
+from gevent.pool import Pool
+
+from geoq.broker.broker import Broker
+from geoq.errors import BrokerError
+
+log = logging.getLogger(__name__)
+
+Dispatch = Callable[[str, list[bytes]], None]
+
+
+class Fetcher:
+    """The fetch loop of one worker. `dispatch(queue, envelopes)` must start every job it is given."""
+
+    def __init__(self, broker: Broker, blocking: "redis.Redis", worker_id: str, queues: Sequence[str],
+                 weights: Sequence[float] | None, pool: Pool, dispatch: Dispatch, *, batch: int,
+                 block_timeout: float, on_error: Callable[[str], None] | None = None,
+                 on_batch: Callable[[int], None] | None = None) -> None:
+        self.broker, self.blocking, self.worker_id = broker, blocking, worker_id
+        self.queues, self.weights = list(queues), list(weights) if weights else None
+        self.pool, self.dispatch = pool, dispatch
+        self.batch, self.block_timeout = batch, block_timeout
+        self.on_error = on_error or (lambda op: None)
+        self.on_batch = on_batch or (lambda n: None)
+        self.stopping = Event()
+        self.reserved = 0          # slots promised to waiters still blocked in Redis
+        self._waiting: dict[str, gevent.Greenlet] = {}
+        self._woken = Event()
+        self._failing = False
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self._woken.set()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            free = self._free_slots()
+            if free <= 0:
+                continue
+            try:
+                self._round(free)
+            except BrokerError as e:
+                self._fetch_failed(e)
+            else:
+                self._recovered()
+
+    def _free_slots(self) -> int:
+        """Wait until the pool has a slot no waiter has claimed; the count, at most one batch."""
+        self.pool.wait_available()
+        free = self.pool.free_count() - self.reserved
+        if free <= 0:  # every free slot is promised to a waiter: wait for one to come back
+            self._woken.clear()
+            self._woken.wait(self.block_timeout)
+        return min(free, self.batch)
+
+    def _round(self, free: int) -> None:
+        if len(self.queues) == 1:
+            self._take(self.queues[0], free, self.block_timeout)
+            return
+        if self._sweep(free) == 0:
+            self._block_on_all(free)
+
+    def _take(self, queue: str, n: int, block: float | None) -> int:
+        client = self.blocking if block else self.broker.client
+        envelopes = self.broker.fetch(client, queue, self.worker_id, n, block)
+        if envelopes:
+            self.on_batch(len(envelopes))
+            self.dispatch(queue, envelopes)
+        return len(envelopes)
+
+    def _sweep(self, free: int) -> int:
+        """Take without blocking, queue by queue in priority order, until the slots are filled."""
+        taken = 0
+        for queue in self._order():
+            if queue in self._waiting:
+                continue  # a waiter is already blocked there and will bring its jobs
+            taken += self._take(queue, free - taken, None)
+            if taken >= free or self.stopping.is_set():
+                break
+        return taken
+
+    def _block_on_all(self, free: int) -> None:
+        idle = [q for q in self._order() if q not in self._waiting]
+        share = max(1, free // max(1, len(idle)))
+        self._woken.clear()
+        for queue in idle[:free]:
+            self.reserved += share
+            self._waiting[queue] = gevent.spawn(self._wait_on, queue, share)
+        self._woken.wait(self.block_timeout + 1.0)
+
+    def _wait_on(self, queue: str, share: int) -> None:
+        try:
+            if self._take(queue, share, self.block_timeout):
+                self._woken.set()
+        except BrokerError as e:
+            self._fetch_failed(e)
+        finally:
+            self.reserved -= share
+            self._waiting.pop(queue, None)
+            if not self._waiting:
+                self._woken.set()
+
+    def _order(self) -> list[str]:
+        if not self.weights:
+            return self.queues
+        # Weighted random order without replacement (Efraimidis-Spirakis keys).
+        keyed = sorted(((random.random() ** (1.0 / w), q) for q, w in zip(self.queues, self.weights)), reverse=True)
+        return [q for _, q in keyed]
+
+    def _fetch_failed(self, error: BrokerError) -> None:
+        self.on_error("fetch")
+        if not self._failing:
+            log.error("fetch failed, backing off: %s", error)
+            self._failing = True
+        gevent.sleep(0.1 + random.random() * 0.4)
+
+    def _recovered(self) -> None:
+        if self._failing:
+            log.warning("fetching again")
+            self._failing = False
+
+    def join_waiters(self, timeout: float) -> None:
+        gevent.joinall(list(self._waiting.values()), timeout=timeout)

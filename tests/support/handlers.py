@@ -1,0 +1,71 @@
+"""Handlers for end-to-end tests. Each run is written to a ledger outside the queue.
+
+The ledger is a Redis database named by the GEOQ_TEST_LEDGER environment variable
+(a redis:// URL), so tests can check what ran without trusting the queue itself.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import gevent
+import redis
+
+from geoq.errors import Fail
+from geoq.job import Job
+
+_ledger: redis.Redis | None = None
+
+
+def ledger() -> redis.Redis:
+    global _ledger  # one client per worker process, made on first use
+    if _ledger is None:
+        # Blocking pool: thousands of greenlets share a few connections and wait for one.
+        pool = redis.BlockingConnectionPool.from_url(os.environ["GEOQ_TEST_LEDGER"], max_connections=50,
+                                                     timeout=30, socket_timeout=10)
+        _ledger = redis.Redis(connection_pool=pool)
+    return _ledger
+
+
+def _record(job: Job, what: str) -> None:
+    ledger().rpush(f"ledger:{what}", job.id)
+
+
+def ok(job: Job) -> dict[str, Any]:
+    """Succeeds after payload["sleep"] seconds (cooperative)."""
+    gevent.sleep(float((job.payload or {}).get("sleep", 0)))
+    _record(job, "succeeded")
+    return {"id": job.id, "attempt": job.attempt}
+
+
+def flaky(job: Job) -> dict[str, Any]:
+    """Fails its first payload["failures"] runs, then succeeds."""
+    if job.attempt <= int(job.payload["failures"]):
+        _record(job, "failed")
+        raise RuntimeError(f"planned failure {job.attempt}")
+    _record(job, "succeeded")
+    return {"attempt": job.attempt}
+
+
+def broken(job: Job) -> None:
+    """Always raises."""
+    _record(job, "failed")
+    raise RuntimeError("always broken")
+
+
+def refuse(job: Job) -> None:
+    _record(job, "failed")
+    raise Fail("refused on purpose")
+
+
+def started(job: Job) -> None:
+    """Records the wall-clock start time of the run, for delay tests."""
+    ledger().hset("ledger:started_at", job.id, repr(time.time()))
+    _record(job, "succeeded")
+
+
+def record_order(job: Job) -> None:
+    ledger().rpush("ledger:order", job.payload["queue"])
+    _record(job, "succeeded")

@@ -1,0 +1,67 @@
+from types import MappingProxyType
+
+import gevent
+import pytest
+
+from geoq import backoff
+from geoq.config import BackoffConfig
+from geoq.errors import Fail, Retry
+from geoq.job import Job
+from geoq.outcome import Dead, RetryAt, Succeeded, classify
+from geoq.routing import Route
+
+
+def route(max_retries=2):
+    return Route(type="t", queue="default", handler=lambda job: None, timeout=1.0, max_retries=max_retries,
+                 backoff=BackoffConfig(base=1.0, max=10.0, jitter="full"), options=MappingProxyType({}))
+
+
+def job(attempt, **kw):
+    return Job(id="default:x", type="t", queue="default", payload=None, attempt=attempt, **kw)
+
+
+def test_backoff_doubles_up_to_the_cap_without_jitter():
+    assert [backoff.delay(n, 1.0, 10.0, "none") for n in range(1, 7)] == [1, 2, 4, 8, 10, 10]
+
+
+def test_full_jitter_draws_from_zero_to_the_ceiling():
+    assert backoff.delay(3, 1.0, 10.0, "full", rand=lambda: 0.0) == 0.0
+    assert backoff.delay(3, 1.0, 10.0, "full", rand=lambda: 0.5) == 2.0
+
+
+def test_a_huge_retry_number_does_not_overflow():
+    assert backoff.delay(10_000, 1.0, 600.0, "none") == 600.0
+
+
+def test_a_return_value_succeeds():
+    assert classify(job(1), route(), None, {"ok": 1}) == Succeeded({"ok": 1})
+
+
+def test_a_raise_is_retried_while_attempt_is_at_most_max_retries():
+    assert isinstance(classify(job(1), route(2), ValueError("x")), RetryAt)
+    assert isinstance(classify(job(2), route(2), ValueError("x")), RetryAt)
+    dead = classify(job(3), route(2), ValueError("x"))
+    assert dead == Dead("max_retries", "ValueError: x")
+
+
+def test_the_jobs_own_max_retries_wins_over_the_route():
+    assert isinstance(classify(job(1, max_retries=0), route(5), ValueError("x")), Dead)
+
+
+def test_fail_dead_letters_at_once():
+    assert classify(job(1), route(5), Fail("bad address")) == Dead("fail", "Fail: bad address")
+
+
+def test_retry_chooses_its_own_delay():
+    assert classify(job(1), route(5), Retry(delay=42)).delay == 42
+
+
+def test_a_timeout_is_a_failure_that_is_retried():
+    out = classify(job(1), route(5), gevent.Timeout(1))
+    assert isinstance(out, RetryAt) and out.error.startswith("Timeout")
+
+
+@pytest.mark.parametrize("attempt,ceiling", [(1, 1.0), (2, 2.0), (3, 4.0), (5, 10.0)])
+def test_the_retry_delay_follows_the_routes_backoff(attempt, ceiling):
+    out = classify(job(attempt), route(10), ValueError("x"), rand=lambda: 1.0)
+    assert out.delay == ceiling

@@ -1,0 +1,86 @@
+import json
+
+import pytest
+
+from geoq import job as jobs
+from geoq.errors import InvalidJob, PayloadTooLarge
+from geoq.job import Job
+
+
+def make(**kw):
+    base = dict(id="default:abc", type="email.send", queue="default", payload={"to": "a@example.com"},
+                enqueued_at=1700000000.123)
+    base.update(kw)
+    return Job(**base)
+
+
+def test_an_envelope_round_trips_every_field():
+    job = make(attempt=2, max_retries=7, timeout=3.5, history=((1.0, "ValueError: x"),))
+    back = jobs.decode(jobs.encode(job, 10_000), "default")
+    assert back == job
+
+
+def test_the_id_comes_first_so_lua_can_read_it_without_decoding():
+    raw = jobs.encode(make(), 10_000)
+    assert raw.startswith(b'{"i":"default:abc",')
+    assert jobs.peek_id(raw) == "default:abc"
+    assert jobs.peek_id(b"\xff\xfe") is None
+
+
+def test_an_envelope_is_compact_json_without_optional_keys():
+    body = json.loads(jobs.encode(make(), 10_000))
+    assert set(body) == {"i", "t", "q", "p", "a", "e"}
+
+
+def test_an_envelope_over_the_limit_is_refused():
+    with pytest.raises(PayloadTooLarge, match="limit is 100"):
+        jobs.encode(make(payload="x" * 200), 100)
+
+
+def test_a_payload_that_is_not_json_is_refused():
+    with pytest.raises(InvalidJob, match="not JSON-serialisable"):
+        jobs.encode(make(payload={"when": object()}), 10_000)
+
+
+@pytest.mark.parametrize("raw,reason", [
+    (b"\xff\xfe\x00", "undecodable"),
+    (b"{not json", "undecodable"),
+    (b"[1, 2]", "not_a_job"),
+    (b'{"hello": "world"}', "not_a_job"),
+    (b'{"i": "", "t": "x"}', "not_a_job"),
+    (b'{"i": "a", "t": "x", "a": -1}', "not_a_job"),
+])
+def test_bad_bytes_are_rejected_with_the_reason(raw, reason):
+    with pytest.raises(InvalidJob) as info:
+        jobs.decode(raw, "default")
+    assert info.value.reason == reason
+
+
+def test_generated_ids_name_their_queue_and_are_unique():
+    ids = {jobs.new_id("bulk") for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(jobs.queue_of_id(i) == "bulk" for i in ids)
+    assert jobs.queue_of_id("my-own-id") is None
+
+
+@pytest.mark.parametrize("bad", ["", "has space", 'quo"te', "x" * 201, "a\\b"])
+def test_ids_a_script_could_not_read_are_refused(bad):
+    with pytest.raises(InvalidJob):
+        jobs.check_id(bad)
+
+
+def test_a_scheduled_state_already_due_reads_as_queued():
+    value = jobs.encode_state("scheduled", 2, 100.0, "ValueError: boom").encode()
+    assert jobs.decode_state("x", value, now=50.0).state == "scheduled"
+    st = jobs.decode_state("x", value, now=150.0)
+    assert (st.state, st.attempts, st.last_error) == ("queued", 2, "ValueError: boom")
+
+
+def test_an_error_text_with_separators_survives_the_state_codec():
+    value = jobs.encode_state("running", 1, None, "a|b|c").encode()
+    assert jobs.decode_state("x", value, now=0).last_error == "a|b|c"
+
+
+def test_a_done_record_keeps_state_result_and_reason():
+    st = jobs.decode_done("x", jobs.encode_done("dead", 3, "E: x", None, "max_retries"))
+    assert (st.state, st.attempts, st.last_error, st.reason) == ("dead", 3, "E: x", "max_retries")
