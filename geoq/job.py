@@ -27,7 +27,7 @@ DEAD_REASONS = ("max_retries", "fail", "max_deliveries", "undecodable", "not_a_j
 HISTORY_KEPT = 10  # the last N errors ride along in the envelope; older ones are dropped
 
 _ID_RE = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,200}$")
-_QUEUE_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_QUEUE_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _NO_OPTIONS: Mapping[str, Any] = MappingProxyType({})
 
 
@@ -83,7 +83,7 @@ def check_id(job_id: str) -> str:
 
 def check_queue(queue: str) -> str:
     if not isinstance(queue, str) or not _QUEUE_RE.match(queue):
-        raise InvalidJob(f"queue name {queue!r} must be 1-64 characters of A-Z a-z 0-9 . _ -")
+        raise InvalidJob(f"queue name {queue!r} must be 1-64 characters of A-Z a-z 0-9 . _ : -")
     return queue
 
 

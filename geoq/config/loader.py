@@ -34,6 +34,9 @@ __all__ = ["default_config", "load_config"]
 
 _STR = "tag:yaml.org,2002:str"
 _NULL = "tag:yaml.org,2002:null"
+_MAP = "tag:yaml.org,2002:map"
+_SEQ = "tag:yaml.org,2002:seq"
+_MERGE = "tag:yaml.org,2002:merge"
 _REFERENCE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@/\s]+@")
 
@@ -82,8 +85,10 @@ def _compose(name: str, text: str) -> Node | None:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark is not None else 1
         problem = e.problem or e.context or "unreadable YAML"
+        if problem.startswith("but ") and e.context:  # "but found another document" needs its context
+            problem = f"{e.context}, {problem}"
     except yaml.reader.ReaderError as e:
-        line, problem = text.count("\n", 0, e.position) + 1, f"character {e.character!r} is not allowed"
+        line, problem = text.count("\n", 0, e.position) + 1, f"character #x{e.character:04x} is not allowed"
     except yaml.YAMLError as e:
         line, problem = 1, str(e)
     raise ConfigError(_one_line(f"{name}: line {line}: YAML syntax error: {problem}"))
@@ -159,6 +164,8 @@ class _Reader:
             return {}
         if not isinstance(node, MappingNode):
             self.fail(path or "top level", key or node, "a mapping", _show(self.value(node, path), path))
+        if node.tag != _MAP:
+            self.fail(path or "top level", key or node, "a plain YAML mapping", f"the tag {node.tag}")
         out: Pairs = {}
         for knode, vnode in node.value:
             name = self.key_name(knode, path)
@@ -173,17 +180,21 @@ class _Reader:
     def key_name(self, knode: Node, path: str) -> str:
         if isinstance(knode, ScalarNode) and knode.tag == _STR:
             return str(knode.value)
+        if knode.tag == _MERGE:  # merging would make "each key once" ambiguous
+            self.fail(path or "top level", knode, "a string key", "<< (YAML merge keys are not supported)")
         self.fail(path or "top level", knode, "a string key", _show(self.value(knode, path), path))
 
     def value(self, node: Node, path: str) -> Any:
         """Plain Python data of a node, with ${VAR} substituted in its strings."""
-        if isinstance(node, SequenceNode):
+        if isinstance(node, SequenceNode) and node.tag == _SEQ:
             return [self.value(item, path) for item in node.value]
         if isinstance(node, MappingNode):
             return {name: self.value(v, _join(path, name)) for name, (_, v) in self.pairs(node, path, None, None).items()}
         return self.scalar(node, path)
 
     def scalar(self, node: Node, path: str) -> Any:
+        if not isinstance(node, ScalarNode):
+            self.fail(path, node, "a plain YAML value", f"the tag {node.tag}")
         if node.tag != _STR:
             try:
                 return SafeConstructor().construct_object(node, deep=True)

@@ -77,7 +77,9 @@ def test_the_example_shows_every_key_of_the_schema() -> None:
                 shown.add(path)
                 walk(vnode, path + ".")
 
-    walk(yaml.compose((CONFIG_DIR / "example.yaml").read_text()), "")
+    root = yaml.compose((CONFIG_DIR / "example.yaml").read_text())
+    assert root is not None
+    walk(root, "")
     assert {key.path for key in KEYS} <= shown
 
 
@@ -453,3 +455,21 @@ def test_the_key_table_lists_each_key_once_with_a_doc() -> None:
     assert len(paths) == len(set(paths))
     assert all(key.doc and "\n" not in key.doc for key in KEYS)
     assert {"redis.url", "worker.block_timeout", "routes.<type>.handler", "routes.<type>.backoff.jitter"} <= set(paths)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("a: 1\n---\nb: 2\n", "line 2: YAML syntax error: expected a single document in the stream, but found another"),
+    ("routes:\n  x:\n    handler: m:f\n    options: &o [*o]\n", "line 1: YAML syntax error: recursive or too deeply"),
+    ("worker: !!python/object:os.system {}\n", "worker (line 1): expected a plain YAML mapping, got the tag"),
+    ("worker:\n  concurrency: !big 5\n", "worker.concurrency (line 2): expected a plain YAML value, got the tag !big"),
+    ("base: &b {concurrency: 5}\nworker:\n  <<: *b\n", "base (line 1): expected one of redis, worker,"),
+    ("\0", "line 1: YAML syntax error: character #x0000 is not allowed"),
+])
+def test_yaml_that_is_not_plain_data_is_an_error(tmp_config: MakeConfig, text: str, message: str) -> None:
+    path = tmp_config(text)
+    assert error_of(path).startswith(f"{path}: {message}")
+
+
+def test_a_yaml_merge_key_is_not_a_config_key(tmp_config: MakeConfig) -> None:
+    path = tmp_config("worker:\n  <<: {concurrency: 5}\n")
+    assert error_of(path).startswith(f"{path}: worker (line 2): expected a string key, got << (YAML merge keys are not supported)")
