@@ -1,13 +1,14 @@
 """The job envelope: a frozen Job, its compact JSON form, and its status record. Pure.
 
-Envelope layout (one JSON object, keys in this order, id always first):
+Envelope layout (one JSON object, keys in this order):
 
-    {"i": id, "t": type, "q": queue, "p": payload, "a": runs_made, "e": enqueued_at,
-     "m": max_retries?, "o": timeout?, "h": [[at, error], ...]?}
+    {"i": id, "a": runs_made, "d": worker_deaths?, "t": type, "q": queue, "e": enqueued_at,
+     "m": max_retries?, "o": timeout?, "h": [[at, error], ...]?, "p": payload}
 
-The id comes first and is restricted to characters JSON never escapes, so a
-Lua script can read it with one anchored string match without decoding the
-payload (Lua's cjson would rewrite numbers and empty arrays).
+The id comes first and is restricted to characters JSON never escapes, and the
+run counters follow it as bare integers, so a Lua script can read and rewrite
+this header with one anchored string match without decoding the payload
+(Lua's cjson would rewrite numbers and empty arrays). The payload comes last.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class Job:
     max_retries: int | None = None
     timeout: float | None = None
     history: tuple[tuple[float, str], ...] = ()
+    deaths: int = 0
     options: Mapping[str, Any] = field(default_factory=lambda: _NO_OPTIONS, compare=False)
 
     @property
@@ -89,14 +91,17 @@ def check_queue(queue: str) -> str:
 
 def encode(job: Job, max_size: int) -> bytes:
     """The envelope bytes; PayloadTooLarge past max_size, InvalidJob if the payload is not JSON."""
-    body: dict[str, Any] = {"i": job.id, "t": job.type, "q": job.queue, "p": job.payload,
-                            "a": job.attempt, "e": round(job.enqueued_at, 3)}
+    body: dict[str, Any] = {"i": job.id, "a": job.attempt}
+    if job.deaths:
+        body["d"] = job.deaths
+    body.update(t=job.type, q=job.queue, e=round(job.enqueued_at, 3))
     if job.max_retries is not None:
         body["m"] = job.max_retries
     if job.timeout is not None:
         body["o"] = job.timeout
     if job.history:
         body["h"] = [list(entry) for entry in job.history[-HISTORY_KEPT:]]
+    body["p"] = job.payload
     try:
         raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
     except (TypeError, ValueError) as e:
@@ -121,15 +126,15 @@ def decode(raw: bytes, queue: str) -> Job:
 
 
 def _from_body(body: dict[str, Any], queue: str) -> Job:
-    job_id, job_type, runs = body["i"], body["t"], body.get("a", 0)
+    job_id, job_type, runs, deaths = body["i"], body["t"], body.get("a", 0), body.get("d", 0)
     if not isinstance(job_id, str) or not isinstance(job_type, str) or not job_id or not job_type:
         raise ValueError("'i' and 't' must be non-empty strings")
-    if not isinstance(runs, int) or runs < 0:
-        raise ValueError("'a' must be a non-negative integer")
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (runs, deaths)):
+        raise ValueError("'a' and 'd' must be non-negative integers")
     history = tuple((float(at), str(err)) for at, err in body.get("h", ()))
     return Job(id=job_id, type=job_type, queue=body.get("q", queue), payload=body.get("p"),
                attempt=runs, enqueued_at=float(body.get("e", 0.0)), max_retries=body.get("m"),
-               timeout=body.get("o"), history=history)
+               timeout=body.get("o"), history=history, deaths=deaths)
 
 
 def _invalid(reason: str, message: str) -> InvalidJob:

@@ -8,12 +8,12 @@ groups so the caller can batch a whole flush into one round trip.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import redis
 
 from geoq.broker import keys
-from geoq.broker.errors import redis_errors
+from geoq.broker.errors import redis_errors, translate
 from geoq.broker.scripts import Call, Scripts, run
 
 _SCRIPTS: Scripts | None = None
@@ -85,6 +85,13 @@ class Settlement:
 
 
 @dataclass(frozen=True, slots=True)
+class SettleResult:
+    fenced: int                      # outcomes whose job was no longer ours: nothing written for them
+    refused: list[Settlement]        # parts Redis refused; everything else was written
+    error: Exception | None          # why the last refused part was refused
+
+
+@dataclass(frozen=True, slots=True)
 class Retention:
     keep: float          # seconds a done record is kept; 0 keeps none
     dead_max_jobs: int
@@ -152,44 +159,58 @@ class Broker:
 
     # -- settling ------------------------------------------------------------------------------
 
-    def settle(self, worker_id: str, settlements: Iterable[Settlement], retention: Retention) -> int:
-        """Apply acks, retries and burials of several queues in one round trip.
+    def settle(self, worker_id: str, settlements: Sequence[Settlement], retention: Retention) -> SettleResult:
+        """Apply marks, acks, retries and burials of several queues in one round trip.
 
-        Returns how many of them found their job gone from the processing list (fenced:
-        reaped or handed back meanwhile); nothing was written for those.
+        Each part is its own atomic script; a part Redis refused (maxmemory, a read-only
+        replica) comes back in `refused` to be tried again, while the parts it took stay
+        done. A lost connection raises: then nothing is known, and replaying everything is
+        safe because every move first checks that its job is still in the processing list.
         """
-        calls = []
+        calls, parts = [], []
         for s in settlements:
-            calls += self._settle_calls(worker_id, s, retention)
+            for call, part in self._settle_calls(worker_id, s, retention):
+                calls.append(call)
+                parts.append(part)
         if not calls:
-            return 0
+            return SettleResult(0, [], None)
         with redis_errors("settle"):
-            replies = run(self.client, self.scripts, calls)
-        return sum(len(reply) for reply, call in zip(replies, calls) if call.name != "mark")
+            replies = run(self.client, self.scripts, calls, raise_errors=False)
+        fenced, refused, error = 0, [], None
+        for call, part, reply in zip(calls, parts, replies):
+            if isinstance(reply, Exception):
+                refused.append(part)
+                error = translate(reply, "settle") if isinstance(reply, redis.RedisError) else reply
+            elif call.name != "mark":
+                fenced += len(reply)
+        return SettleResult(fenced, refused, error)
 
-    def _settle_calls(self, worker_id: str, s: Settlement, r: Retention) -> list[Call]:
+    def _settle_calls(self, worker_id: str, s: Settlement, r: Retention) -> list[tuple[Call, Settlement]]:
         k = keys.queue_keys(s.queue)
         processing = k.processing(worker_id)
         calls = []
         if s.marks:
-            calls.append(Call("mark", (k.state,), [part for pair in s.marks for part in pair]))
+            calls.append((Call("mark", (k.state,), [part for pair in s.marks for part in pair]),
+                          Settlement(s.queue, marks=s.marks)))
         if s.acks:
             args: list[object] = [int(r.keep)]
             for a in s.acks:
                 args += [a.envelope, a.id, a.done]
             done_keys = [k.done(a.id) for a in s.acks]
-            calls.append(Call("ack", (processing, k.state, *done_keys), args))
+            calls.append((Call("ack", (processing, k.state, *done_keys), args), Settlement(s.queue, acks=s.acks)))
         if s.retries:
             args = []
             for t in s.retries:
                 args += [t.envelope, t.new_envelope, repr(t.delay), t.id, t.attempts, t.error]
-            calls.append(Call("retry", (processing, k.scheduled, k.state), args))
+            calls.append((Call("retry", (processing, k.scheduled, k.state), args),
+                          Settlement(s.queue, retries=s.retries)))
         if s.burials:
             args = [int(r.keep), r.dead_max_jobs, repr(r.dead_max_age)]
             for b in s.burials:
                 args += [b.envelope, b.record, b.id, b.done]
             done_keys = [k.done(b.id or "_") for b in s.burials]
-            calls.append(Call("dead", (processing, k.dead, k.state, *done_keys), args))
+            calls.append((Call("dead", (processing, k.dead, k.state, *done_keys), args),
+                          Settlement(s.queue, burials=s.burials)))
         return calls
 
     def handback(self, queue: str, worker_id: str, jobs: Sequence[Handback]) -> int:
@@ -243,14 +264,6 @@ class Broker:
     def load_scripts(self) -> None:
         with redis_errors("script load"):
             self.scripts.load(self.client)
-
-    def register_queues(self, worker_id: str, queues: Iterable[str]) -> None:
-        """Note in each queue that this worker may hold a processing list there (for the reaper)."""
-        pipe = self.client.pipeline(transaction=False)
-        for queue in queues:
-            pipe.sadd(keys.queue_keys(queue).workers, worker_id)
-        with redis_errors("register"):
-            pipe.execute()
 
     def depths(self, queues: Sequence[str]) -> dict[str, dict[str, int]]:
         """ready / scheduled / dead counts per queue, one round trip (processing counted by callers)."""

@@ -8,6 +8,7 @@ different queues spread across the cluster.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 PREFIX = "geoq"
@@ -44,6 +45,11 @@ class QueueKeys:
         return f"{self.tag}:dead"
 
     @property
+    def dead_trimmed(self) -> str:
+        """String counter: dead records dropped by the dead set's bounds (max_jobs, max_age)."""
+        return f"{self.tag}:dead_trimmed"
+
+    @property
     def workers(self) -> str:
         """Set: ids of workers that hold (or held) a processing list of this queue."""
         return f"{self.tag}:workers"
@@ -68,3 +74,18 @@ def heartbeat(worker_id: str) -> str:
 
 def queue_keys(name: str) -> QueueKeys:
     return QueueKeys(name)
+
+
+QUEUE_KEYS_PATTERN = f"{PREFIX}:{{*}}:*"
+"""SCAN pattern matching every key of every queue (to find queues no config names)."""
+
+_JOB_HOLDER = re.compile(r"^" + re.escape(PREFIX) + r":\{([^{}]+)\}:(ready|scheduled|dead|processing):?(.*)$")
+
+
+def parse_job_holder(key: str) -> tuple[str, str, str] | None:
+    """(queue, place, worker id or "") of a key that holds jobs: ready, scheduled, dead or
+    processing; None for any other key."""
+    match = _JOB_HOLDER.match(key)
+    if match is None or (match[2] == "processing") != bool(match[3]):
+        return None
+    return match[1], match[2], match[3]

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import redis
 from redis.exceptions import NoScriptError
 
-NAMES = ("enqueue", "mark", "ack", "retry", "dead", "promote", "handback")
+NAMES = ("enqueue", "mark", "ack", "retry", "dead", "promote", "handback", "reap", "dead_retry", "purge")
 
 
 class Scripts:
@@ -41,8 +41,12 @@ class Call:
         self.name, self.keys, self.args = name, keys, args
 
 
-def run(client: "redis.Redis", scripts: Scripts, calls: Sequence[Call]) -> list[Any]:
-    """Run calls in one pipeline and return their replies in order (an error reply is raised)."""
+def run(client: "redis.Redis", scripts: Scripts, calls: Sequence[Call], raise_errors: bool = True) -> list[Any]:
+    """Run calls in one pipeline and return their replies in order.
+
+    An error reply is raised, or with raise_errors=False returned in its place
+    (the other calls of the pipeline ran regardless).
+    """
     replies = _send(client, scripts, calls)
     missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
     if missing:
@@ -50,7 +54,7 @@ def run(client: "redis.Redis", scripts: Scripts, calls: Sequence[Call]) -> list[
         for i, reply in zip(missing, _send(client, scripts, [calls[i] for i in missing])):
             replies[i] = reply
     for reply in replies:
-        if isinstance(reply, Exception):
+        if raise_errors and isinstance(reply, Exception):
             raise reply
     return replies
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import Counter
 from typing import Callable, Sequence
 
 import gevent
@@ -25,6 +26,7 @@ from geoq.errors import BrokerError
 log = logging.getLogger(__name__)
 
 Dispatch = Callable[[str, list[bytes]], None]
+Holding = Callable[[str], "Counter[bytes]"]
 
 
 class Fetcher:
@@ -32,7 +34,7 @@ class Fetcher:
 
     def __init__(self, broker: Broker, blocking: "redis.Redis", worker_id: str, queues: Sequence[str],
                  weights: Sequence[float] | None, pool: Pool, dispatch: Dispatch, *, batch: int,
-                 block_timeout: float, on_error: Callable[[str], None] | None = None,
+                 block_timeout: float, holding: Holding, on_error: Callable[[str], None] | None = None,
                  on_batch: Callable[[int], None] | None = None) -> None:
         self.broker, self.blocking, self.worker_id = broker, blocking, worker_id
         self.queues, self.weights = list(queues), list(weights) if weights else None
@@ -44,7 +46,9 @@ class Fetcher:
         self.reserved = 0          # slots promised to waiters still blocked in Redis
         self._waiting: dict[str, gevent.Greenlet] = {}
         self._woken = Event()
+        self.holding = holding
         self._failing = False
+        self._unsure = False       # a fetch failed: its reply may be lost while Redis moved the jobs
 
     def stop(self) -> None:
         self.stopping.set()
@@ -56,6 +60,8 @@ class Fetcher:
             if free <= 0:
                 continue
             try:
+                if self._unsure:
+                    self._reconcile()
                 self._round(free)
             except BrokerError as e:
                 self._fetch_failed(e)
@@ -125,7 +131,25 @@ class Fetcher:
         keyed = sorted(((random.random() ** (1.0 / w), q) for q, w in zip(self.queues, self.weights)), reverse=True)
         return [q for _, q in keyed]
 
+    def _reconcile(self) -> None:
+        """Run the jobs Redis moved into our processing list by a fetch whose reply was lost.
+
+        Waiters still blocked in Redis could be moving jobs right now, so this waits until
+        none is; after that every job in the list is either running here or a stray.
+        """
+        self.join_waiters(timeout=None)
+        for queue in self.queues:
+            strays = Counter(self.broker.processing(queue, self.worker_id))
+            strays.subtract(self.holding(queue))
+            found = list(strays.elements())
+            if found:
+                log.warning("found %d jobs in queue %s moved by a fetch whose reply was lost; running them",
+                            len(found), queue)
+                self.dispatch(queue, found)
+        self._unsure = False
+
     def _fetch_failed(self, error: BrokerError) -> None:
+        self._unsure = True
         self.on_error("fetch")
         if not self._failing:
             log.error("fetch failed, backing off: %s", error)
@@ -135,7 +159,7 @@ class Fetcher:
     def _recovered(self) -> None:
         if self._failing:
             log.warning("fetching again")
-            self._failing = False
+        self._failing = False
 
-    def join_waiters(self, timeout: float) -> None:
+    def join_waiters(self, timeout: float | None) -> None:
         gevent.joinall(list(self._waiting.values()), timeout=timeout)

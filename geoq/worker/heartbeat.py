@@ -1,4 +1,12 @@
-"""Registers the worker and proves, on a schedule, that it is alive."""
+"""Proves the worker is alive — and making progress — from a thread of its own.
+
+The heartbeat runs in a native thread, not a greenlet, so a handler that
+blocks the hub for a while (CPU work, an unpatched C library) does not stop
+it. But a heartbeat must prove progress, not only a live process: the hub
+ticks a timestamp, and the thread refreshes the heartbeat only while that
+tick is fresh. A hub stalled for less than dead_after is never reaped; one
+wedged for longer stops beating and is.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +15,20 @@ import logging
 import os
 import socket
 import time
+from collections import deque
 from typing import Callable, Sequence
 
 import gevent
+from gevent import monkey
 
-from geoq.broker import keys
-from geoq.broker.broker import Broker
-from geoq.broker.errors import redis_errors
+from geoq.broker.connection import connect
+from geoq.broker.liveness import Registry
+from geoq.config import Config
 from geoq.errors import BrokerError
 
 log = logging.getLogger(__name__)
+
+TICK = 0.5  # seconds between the hub's proofs of progress
 
 
 def new_worker_id() -> str:
@@ -24,44 +36,75 @@ def new_worker_id() -> str:
 
 
 class Heartbeat:
-    def __init__(self, broker: Broker, worker_id: str, queues: Sequence[str], concurrency: int, *,
-                 interval: float, dead_after: float, in_flight: Callable[[], int],
+    """Registration, the hub tick (a greenlet) and the beat (a native thread)."""
+
+    def __init__(self, config: Config, registry: Registry, worker_id: str, queues: Sequence[str], *,
+                 in_flight: Callable[[], int], on_fenced: Callable[[], None],
                  on_error: Callable[[str], None] | None = None) -> None:
-        self.broker, self.worker_id, self.queues = broker, worker_id, list(queues)
-        self.concurrency, self.interval, self.dead_after = concurrency, interval, dead_after
-        self.in_flight = in_flight
+        self.config, self.registry, self.worker_id = config, registry, worker_id
+        self.queues = list(queues)
+        self.interval, self.ttl = config.worker.heartbeat, config.worker.dead_after
+        self.in_flight, self.on_fenced = in_flight, on_fenced
         self.on_error = on_error or (lambda op: None)
         self.started_at = time.time()
+        self.tick_at = time.monotonic()
+        self._stopped = False
+        self._fenced = False
+        # The thread never logs or calls hooks itself (logging's locks belong to the hub):
+        # it leaves news here and the tick greenlet relays it.
+        self._news: deque[tuple[int, str, bool]] = deque(maxlen=100)
+
+    def info(self) -> str:
+        return json.dumps({"id": self.worker_id, "host": socket.gethostname(), "pid": os.getpid(),
+                           "queues": self.queues, "concurrency": self.config.worker.concurrency,
+                           "in_flight": self.in_flight(), "started_at": round(self.started_at, 3),
+                           "beat_at": round(time.time(), 3), "dead_after": self.ttl},
+                          separators=(",", ":"))
 
     def register(self) -> None:
-        self.broker.register_queues(self.worker_id, self.queues)
-        self.beat()
+        self.registry.register(self.worker_id, self.info(), self.queues, self.ttl)
 
-    def beat(self) -> None:
-        info = json.dumps({"id": self.worker_id, "host": socket.gethostname(), "pid": os.getpid(),
-                           "queues": self.queues, "concurrency": self.concurrency,
-                           "in_flight": self.in_flight(), "started_at": round(self.started_at, 3),
-                           "beat_at": round(time.time(), 3)}, separators=(",", ":"))
-        pipe = self.broker.client.pipeline(transaction=False)
-        pipe.hset(keys.WORKERS, self.worker_id, info)
-        pipe.set(keys.heartbeat(self.worker_id), info, px=int(self.dead_after * 1000))
-        with redis_errors("heartbeat"):
-            pipe.execute()
+    def start(self) -> gevent.Greenlet:
+        """Start the beat thread; return the tick greenlet (it also relays fencing to the hub)."""
+        start_thread = monkey.get_original("_thread", "start_new_thread")
+        start_thread(self._beat_forever, ())
+        return gevent.spawn(self._tick_forever)
 
-    def deregister(self) -> None:
-        pipe = self.broker.client.pipeline(transaction=False)
-        pipe.hdel(keys.WORKERS, self.worker_id)
-        pipe.delete(keys.heartbeat(self.worker_id))
-        for queue in self.queues:
-            pipe.srem(keys.queue_keys(queue).workers, self.worker_id)
-        with redis_errors("deregister"):
-            pipe.execute()
+    def stop(self) -> None:
+        self._stopped = True
 
-    def run(self) -> None:
-        while True:
-            gevent.sleep(self.interval)
+    def _tick_forever(self) -> None:
+        while not self._stopped:
+            self.tick_at = time.monotonic()
+            while self._news:
+                level, message, failed = self._news.popleft()
+                if failed:
+                    self.on_error("heartbeat")
+                log.log(level, "%s", message)
+            if self._fenced:
+                self._fenced = False
+                self.on_fenced()
+            gevent.sleep(TICK)
+
+    def _beat_forever(self) -> None:
+        """The native thread: its own Redis connection, its own (thread-local) gevent hub."""
+        client = connect(self.config.redis, max_connections=2, name=f"geoq-heartbeat:{self.worker_id}")
+        registry = Registry(client, self.registry.scripts)
+        sleep = monkey.get_original("time", "sleep")
+        failing = False
+        while not self._stopped:
+            sleep(self.interval)
+            if self._stopped or time.monotonic() - self.tick_at > self.interval + 1.0:
+                continue  # the hub has not shown progress: let the heartbeat lapse
             try:
-                self.beat()
+                alive = registry.beat(self.worker_id, self.ttl, self.info())
             except BrokerError as e:
-                self.on_error("heartbeat")
-                log.error("heartbeat failed: %s", e)
+                self._news.append((logging.DEBUG if failing else logging.ERROR, f"heartbeat failed: {e}", True))
+                failing = True
+                continue
+            if failing:
+                self._news.append((logging.WARNING, "heartbeat written again", False))
+                failing = False
+            if not alive:
+                self._fenced = True  # read by the tick greenlet: only the hub may act on it
+                return

@@ -53,14 +53,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"geoq-worker: {e}", file=sys.stderr)
         return EXIT_CONFIG
-    from geoq.worker.worker import Worker  # after the config is known good: nothing connects before
+    from geoq.worker.worker import FENCED, Worker  # after the config is known good: nothing connects before
 
-    worker = Worker(config, router)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        gevent.signal_handler(sig, worker.request_stop)
-    try:
-        worker.run()
-    except RedisAuthError as e:
-        print(f"geoq-worker: {e}", file=sys.stderr)
-        return EXIT_CONFIG
-    return EXIT_OK
+    while True:  # a worker declared dead while stalled starts afresh under a new identity
+        worker = Worker(config, router)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            gevent.signal_handler(sig, worker.signal_stop)
+        try:
+            outcome = worker.run()
+        except RedisAuthError as e:
+            print(f"geoq-worker: {e}", file=sys.stderr)
+            return EXIT_CONFIG
+        if outcome != FENCED:
+            return EXIT_OK

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import gevent
+from gevent.event import Event
 from gevent.queue import Queue
 
 from geoq.broker.broker import Ack, Broker, Bury, Retention, RetryLater, Settlement
@@ -20,83 +21,82 @@ from geoq.errors import BrokerError
 
 log = logging.getLogger(__name__)
 
-MARK = "mark"
+Outcome = Ack | RetryLater | Bury
 
 
 class Settler:
     """The single writer of outcomes for one worker."""
 
     def __init__(self, broker: Broker, worker_id: str, retention: Retention, *, capacity: int,
-                 max_flush: int = 1000, on_error: Callable[[str], None] | None = None,
+                 max_flush: int = 1000, on_written: Callable[[Sequence[tuple[str, bytes]]], None] | None = None,
+                 on_error: Callable[[str], None] | None = None,
                  on_fenced: Callable[[int], None] | None = None) -> None:
-        self.broker = broker
-        self.worker_id = worker_id
-        self.retention = retention
+        self.broker, self.worker_id, self.retention = broker, worker_id, retention
         self.queue: Queue = Queue(maxsize=capacity)
         self.max_flush = max_flush
+        self.on_written = on_written or (lambda envelopes: None)
         self.on_error = on_error or (lambda op: None)
         self.on_fenced = on_fenced or (lambda n: None)
-        self._busy = False
+        self._idle = Event()
+        self._idle.set()
 
-    def put(self, queue: str, item: Ack | RetryLater | Bury) -> None:
+    def put(self, queue: str, item: Outcome) -> None:
         """Hand over one outcome; blocks while the buffer is full (Redis slow or away)."""
+        self._idle.clear()
         self.queue.put((queue, item))
 
     def mark(self, queue: str, marks: list[tuple[str, str]]) -> None:
         """Record that jobs started; written before any later outcome of the same jobs."""
         if marks:
-            self.queue.put((queue, (MARK, marks)))
-
-    def idle(self) -> bool:
-        return self.queue.empty() and not self._busy
+            self._idle.clear()
+            self.queue.put((queue, marks))
 
     def run(self) -> None:
         while True:
             batch = [self.queue.get()]
             while len(batch) < self.max_flush and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
-            self._busy = True
-            try:
-                self._write(_group(batch))
-            finally:
-                self._busy = False
+            self._write(_group(batch))
+            self.on_written([(queue, item.envelope) for queue, item in batch if not isinstance(item, list)])
+            if self.queue.empty():
+                self._idle.set()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every outcome handed over so far is written; False on timeout."""
-        with gevent.Timeout(timeout, False):
-            while not self.idle():
-                gevent.sleep(0.005)
-            return True
-        return False
+        return self._idle.wait(timeout)
 
     def _write(self, settlements: list[Settlement]) -> None:
-        """Write until Redis takes it; replaying is safe since every move checks its job is still ours."""
+        """Write until Redis has taken every part; each move checks its job is still ours, so replays are safe."""
         pause, failing = 0.05, False
-        while True:
+        while settlements:
             try:
-                fenced = self.broker.settle(self.worker_id, settlements, self.retention)
+                result = self.broker.settle(self.worker_id, settlements, self.retention)
             except BrokerError as e:
-                self.on_error("settle")
-                if not failing:
-                    log.error("cannot write job outcomes, holding them and retrying: %s", e)
-                    failing = True
-                gevent.sleep(pause * (0.5 + random.random()))
-                pause = min(pause * 2, 5.0)
-                continue
-            if failing:
-                log.warning("job outcomes written again after Redis came back")
-            if fenced:
-                self.on_fenced(fenced)
-                log.warning("%d outcomes found their job no longer held by this worker; left unchanged", fenced)
-            return
+                error: Exception | None = e
+            else:
+                if result.fenced:
+                    self.on_fenced(result.fenced)
+                    log.warning("%d outcomes found their job no longer held by this worker (reaped or handed "
+                                "back meanwhile); left unchanged", result.fenced)
+                settlements, error = result.refused, result.error
+            if not settlements:
+                break
+            self.on_error("settle")
+            if not failing:
+                log.error("cannot write job outcomes, holding them and retrying: %s", error)
+                failing = True
+            gevent.sleep(pause * (0.5 + random.random()))
+            pause = min(pause * 2, 5.0)
+        if failing:
+            log.warning("job outcomes written again")
 
 
 def _group(batch: list[tuple[str, Any]]) -> list[Settlement]:
     by_queue: dict[str, dict[str, list[Any]]] = {}
     for queue, item in batch:
         parts = by_queue.setdefault(queue, {"marks": [], "acks": [], "retries": [], "burials": []})
-        if isinstance(item, tuple) and item[0] == MARK:
-            parts["marks"] += item[1]
+        if isinstance(item, list):
+            parts["marks"] += item
         elif isinstance(item, Ack):
             parts["acks"].append(item)
         elif isinstance(item, RetryLater):

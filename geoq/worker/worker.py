@@ -1,9 +1,10 @@
-"""Composes one worker process: fetcher, executor pool, settler, scheduler, heartbeat, shutdown."""
+"""Composes one worker process: fetcher, executor pool, settler, scheduler, heartbeat, reaper, shutdown."""
 
 from __future__ import annotations
 
 import logging
 import random
+from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -11,19 +12,23 @@ import gevent
 from gevent.event import Event
 from gevent.pool import Pool
 
-from geoq import job as jobs
-from geoq.broker.broker import Broker, Handback, Retention
+from geoq.broker.broker import Broker, Retention
 from geoq.broker.connection import connect
+from geoq.broker.liveness import Registry
 from geoq.config import Config
 from geoq.errors import BrokerError, RedisAuthError
 from geoq.routing import Router
-from geoq.worker.executor import Executor
+from geoq.worker.executor import Executor, Prepared
 from geoq.worker.fetcher import Fetcher
 from geoq.worker.heartbeat import Heartbeat, new_worker_id
+from geoq.worker.reaper import Reaper
 from geoq.worker.scheduler import Scheduler
 from geoq.worker.settler import Settler
+from geoq.worker.shutdown import hand_back_all
 
 log = logging.getLogger(__name__)
+
+STOPPED, FENCED = "stopped", "fenced"
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,12 +37,14 @@ class Hooks:
 
     on_redis_error: Callable[[str], None] | None = None
     on_batch: Callable[[int], None] | None = None
+    on_start: Callable[[Prepared], None] | None = None
     on_outcome: Callable[..., None] | None = None
     on_fenced: Callable[[int], None] | None = None
+    on_reaped: Callable[[int], None] | None = None
 
 
 class Worker:
-    """One gevent worker process. run() returns after a graceful stop."""
+    """One gevent worker. run() returns STOPPED after a graceful stop, FENCED if it was declared dead."""
 
     def __init__(self, config: Config, router: Router, hooks: Hooks = Hooks()) -> None:
         w = config.worker
@@ -48,21 +55,28 @@ class Worker:
         self.blocking = connect(config.redis, read_timeout=w.block_timeout + config.redis.socket_timeout,
                                 max_connections=len(self.queues) + 2, name=f"geoq-fetch:{self.id}")
         self.broker = Broker(self.redis)
+        self.registry = Registry(self.redis, self.broker.scripts)
         self.pool = Pool(w.concurrency)
+        self.held: dict[str, Counter[bytes]] = {q: Counter() for q in self.queues}
         retention = Retention(config.results.keep, config.dead.max_jobs, config.dead.max_age)
         self.settler = Settler(self.broker, self.id, retention, capacity=w.concurrency + w.fetch_batch,
-                               on_error=hooks.on_redis_error, on_fenced=hooks.on_fenced)
+                               on_written=self._released, on_error=hooks.on_redis_error,
+                               on_fenced=hooks.on_fenced)
         self.executor = Executor(router, self.settler.put, max_payload=w.max_payload, keep=config.results.keep,
                                  observe=hooks.on_outcome)
         self.fetcher = Fetcher(self.broker, self.blocking, self.id, self.queues, w.weights, self.pool,
                                self._dispatch, batch=w.fetch_batch, block_timeout=w.block_timeout,
-                               on_error=hooks.on_redis_error, on_batch=hooks.on_batch)
+                               holding=self.held.__getitem__, on_error=hooks.on_redis_error,
+                               on_batch=hooks.on_batch)
         self.scheduler = Scheduler(self.broker, self.queues, on_error=hooks.on_redis_error)
-        self.heartbeat = Heartbeat(self.broker, self.id, self.queues, w.concurrency, interval=w.heartbeat,
-                                   dead_after=w.dead_after, in_flight=self.in_flight,
-                                   on_error=hooks.on_redis_error)
+        self.heartbeat = Heartbeat(config, self.registry, self.id, self.queues, in_flight=self.in_flight,
+                                   on_fenced=self._fenced, on_error=hooks.on_redis_error)
+        self.reaper = Reaper(self.registry, self.id, self.queues, interval=w.heartbeat / 2,
+                             grace=w.heartbeat + 1.0, max_deliveries=w.max_deliveries, retention=retention,
+                             on_reaped=hooks.on_reaped, on_error=hooks.on_redis_error)
         self.stop_requested = Event()
         self.hurry = Event()
+        self.outcome = STOPPED
         self._loops: list[gevent.Greenlet] = []
 
     def in_flight(self) -> int:
@@ -70,15 +84,17 @@ class Worker:
 
     # -- life cycle ----------------------------------------------------------------------------
 
-    def run(self) -> None:
+    def run(self) -> str:
         self.start()
         self.stop_requested.wait()
         self.shutdown()
+        return self.outcome
 
     def start(self) -> None:
         self._wait_for_redis()
         self.heartbeat.register()
-        self._loops = [gevent.spawn(loop) for loop in (self.settler.run, self.scheduler.run, self.heartbeat.run)]
+        self._loops = [gevent.spawn(loop) for loop in (self.settler.run, self.scheduler.run, self.reaper.run)]
+        self._loops.append(self.heartbeat.start())
         self._fetch_loop = gevent.spawn(self.fetcher.run)
         log.info("worker %s started: queues %s, concurrency %d", self.id, ",".join(self.queues), self.pool.size)
 
@@ -90,21 +106,37 @@ class Worker:
         else:
             log.info("stopping: no new jobs; waiting up to %.0fs for %d running jobs",
                      self.config.worker.shutdown_grace, len(self.pool))
+            self.fetcher.stop()
             self.stop_requested.set()
 
+    def signal_stop(self) -> None:
+        """SIGTERM / SIGINT: an operator's stop always ends the process, fenced or not."""
+        self.outcome = STOPPED
+        self.request_stop()
+
+    def _fenced(self) -> None:
+        log.error("worker %s was declared dead while it was stalled and its jobs went back to their queues; "
+                  "finishing what it runs (their outcomes are discarded) and starting afresh", self.id)
+        if not self.stop_requested.is_set():
+            self.outcome = FENCED
+        self.request_stop()
+
     def shutdown(self) -> None:
+        """Stop fetching, let running jobs finish within the grace, hand the rest back, deregister."""
+        w = self.config.worker
         self.fetcher.stop()
-        self._fetch_loop.join(timeout=self.config.worker.block_timeout + self.config.redis.socket_timeout + 1)
-        self.fetcher.join_waiters(timeout=self.config.worker.block_timeout + 1)
         self._finish_running()
-        if not self.settler.flush(timeout=self.config.worker.shutdown_grace + 30):
+        self._fetch_loop.join(timeout=w.block_timeout + self.config.redis.socket_timeout + 1)
+        self.fetcher.join_waiters(timeout=w.block_timeout + 1)
+        if not self.settler.flush(timeout=w.shutdown_grace + 30):
             log.error("could not write every job outcome before exiting; those jobs will be delivered again")
-        handed = self._hand_back_all()
+        handed = hand_back_all(self.broker, self.id, self.queues)
+        self.heartbeat.stop()
         gevent.killall(self._loops, timeout=2)
         try:
-            self.heartbeat.deregister()
+            self.registry.deregister(self.id, self.queues)
         except BrokerError as e:
-            log.error("could not deregister: %s", e)
+            log.error("could not deregister (the reaper will clean up): %s", e)
         log.info("worker %s stopped (%d unfinished jobs handed back)", self.id, handed)
 
     def _finish_running(self) -> None:
@@ -114,29 +146,26 @@ class Worker:
             log.warning("interrupting %d jobs still running; they go back to their queues", len(self.pool))
             self.pool.kill(timeout=5)
 
-    def _hand_back_all(self) -> int:
-        """Return everything still in this worker's processing lists to the head of its queues."""
-        total = 0
-        for queue in self.queues:
-            for attempt in range(20):
-                try:
-                    held = self.broker.processing(queue, self.id)
-                    total += self.broker.handback(queue, self.id, [_handback(queue, e) for e in reversed(held)])
-                    break
-                except BrokerError as e:
-                    log.error("handback of %s failed (try %d): %s", queue, attempt + 1, e)
-                    gevent.sleep(0.5)
-        return total
-
     # -- jobs ----------------------------------------------------------------------------------
 
     def _dispatch(self, queue: str, envelopes: list[bytes]) -> None:
         if self.stop_requested.is_set():
             return  # fetched while stopping: left in the processing list, handed back at the end
+        self.held[queue].update(envelopes)
         prepared = [self.executor.prepare(queue, e) for e in envelopes]
         self.settler.mark(queue, [self.executor.running_state(p) for p in prepared if p.route is not None])
         for p in prepared:
+            if self.hooks.on_start is not None:
+                self.hooks.on_start(p)
             self.pool.spawn(self.executor.run, p)
+
+    def _released(self, written: Sequence[tuple[str, bytes]]) -> None:
+        """These outcomes are written: their envelopes are no longer held here."""
+        for queue, envelope in written:
+            held = self.held[queue]
+            held[envelope] -= 1
+            if held[envelope] <= 0:
+                del held[envelope]
 
     def _wait_for_redis(self) -> None:
         pause, said = 0.2, False
@@ -155,12 +184,3 @@ class Worker:
                     said = True
                 gevent.sleep(pause * (0.5 + random.random()))
                 pause = min(pause * 2, 5.0)
-
-
-def _handback(queue: str, envelope: bytes) -> Handback:
-    """A processing entry made ready to go back; its state says queued with the runs it really made."""
-    try:
-        job = jobs.decode(envelope, queue)
-    except Exception:  # bytes that are not a job go back as they are; the next run dead-letters them
-        return Handback(envelope, "", "")
-    return Handback(envelope, job.id, jobs.encode_state("queued", job.attempt, None, job.last_error))

@@ -15,14 +15,15 @@ def make(**kw):
 
 
 def test_an_envelope_round_trips_every_field():
-    job = make(attempt=2, max_retries=7, timeout=3.5, history=((1.0, "ValueError: x"),))
+    job = make(attempt=2, max_retries=7, timeout=3.5, history=((1.0, "ValueError: x"),), deaths=1)
     back = jobs.decode(jobs.encode(job, 10_000), "default")
     assert back == job
 
 
 def test_the_id_comes_first_so_lua_can_read_it_without_decoding():
-    raw = jobs.encode(make(), 10_000)
-    assert raw.startswith(b'{"i":"default:abc",')
+    raw = jobs.encode(make(attempt=3, deaths=2), 10_000)
+    assert raw.startswith(b'{"i":"default:abc","a":3,"d":2,"t":')
+    assert raw.endswith(b'"p":{"to":"a@example.com"}}')
     assert jobs.peek_id(raw) == "default:abc"
     assert jobs.peek_id(b"\xff\xfe") is None
 

@@ -1,8 +1,9 @@
-#!lua
+#!lua flags=allow-oom
 -- Record that jobs have started, without resurrecting one that is already settled.
 -- KEYS[1] state hash
 -- ARGV: pairs of id, state value
 -- Returns: the number of states written.
+-- allow-oom: it only overwrites an existing small value with one of the same size.
 -- Invariant: only ids still in the state hash are written, so a mark that reaches Redis
 -- after its job's ack (they travel on different connections) changes nothing.
 local written = 0

@@ -1,0 +1,247 @@
+"""`geoq dead list | show | retry | purge`: work with the dead-letter list."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Sequence
+
+from geoq import job as jobs
+from geoq.admin import render
+from geoq.admin.errors import EXIT_OK, NotFound, UsageError
+from geoq.admin.records import DeadRecord, parse, revival
+from geoq.admin.session import Session
+from geoq.broker.admin import GONE, LIVE, REVIVED, DeadEntry, Revival
+from geoq.job import JobStatus
+
+_PAGE = 500
+_CHUNK = 200           # jobs per retry script call: bounds how long one call holds Redis
+_FIND_ONE_BY_ONE = 20  # more ids than this are matched in one scan of each dead set instead
+_ERROR_WIDTH = 60
+
+
+def queues_for(s: Session, queue: str | None) -> list[str]:
+    return [jobs.check_queue(queue)] if queue else s.queues()
+
+
+# -- list --------------------------------------------------------------------------------------
+
+
+def dead_list(s: Session, args: argparse.Namespace) -> int:
+    if args.limit < 0:
+        raise UsageError("--limit: expected 0 (no limit) or a positive number")
+    records: list[DeadRecord] = []
+    for queue in queues_for(s, args.queue):
+        records += _newest(s, queue, args.type, args.limit)
+    records.sort(key=lambda r: r.entry.died_at, reverse=True)
+    if args.limit:
+        records = records[:args.limit]
+    if args.json:
+        print(render.to_json([r.summary() for r in records]))
+    elif not records:
+        print("the dead list is empty" + (f" for type {args.type}" if args.type else ""))
+    else:
+        print(render.table(("DIED", "QUEUE", "ID", "TYPE", "REASON", "ATTEMPTS", "ERROR"),
+                           [_row(r) for r in records]))
+    return EXIT_OK
+
+
+def _newest(s: Session, queue: str, job_type: str | None, limit: int) -> list[DeadRecord]:
+    out: list[DeadRecord] = []
+    start = 0
+    while not limit or len(out) < limit:
+        page = s.broker.dead_page(queue, start, _PAGE)
+        out += [r for r in map(parse, page) if job_type is None or r.type == job_type]
+        if len(page) < _PAGE:
+            break
+        start += _PAGE
+    return out[:limit] if limit else out
+
+
+def _row(r: DeadRecord) -> Sequence[Any]:
+    s = r.summary()
+    return (render.when(s["died_at"]), s["queue"], s["id"] or "?", s["type"], s["reason"], s["attempts"],
+            render.one_line(str(s["error"] or ""), _ERROR_WIDTH))
+
+
+# -- show --------------------------------------------------------------------------------------
+
+
+def dead_show(s: Session, args: argparse.Namespace) -> int:
+    found = find(s, queues_for(s, args.queue), [args.id])
+    if not found:
+        raise NotFound(f"job {args.id} is not in the dead list")
+    newest, older = found[0], len(found) - 1
+    if args.json:
+        print(render.to_json(newest.full()))
+        return EXIT_OK
+    print(describe(newest))
+    if older:
+        print(f"(and {older} older dead record{'s' if older > 1 else ''} of the same id)")
+    return EXIT_OK
+
+
+def describe(r: DeadRecord) -> str:
+    """A record for people: its fields, its history, then the envelope as stored."""
+    s = r.full()
+    lines = [render.table(("FIELD", "VALUE"), [
+        ("id", s["id"] or "?"), ("type", s["type"]), ("queue", s["queue"]), ("reason", s["reason"]),
+        ("error", s["error"]), ("attempts", str(s["attempts"])), ("died at", render.when(s["died_at"])),
+    ]).split("\n", 1)[1]]
+    if r.history:
+        lines += ["history:"] + [f"  {render.when(at)}  {render.one_line(err)}" for at, err in r.history]
+    if "envelope" in s:
+        lines += ["envelope:", "  " + render.one_line(str(s["envelope"]))]
+    elif "envelope_hex" in s:
+        lines += ["envelope (hex, not UTF-8):", "  " + str(s["envelope_hex"])]
+    return "\n".join(lines)
+
+
+def find(s: Session, queues: Sequence[str], ids: Sequence[str]) -> list[DeadRecord]:
+    """The dead records of these job ids in these queues, newest first."""
+    wanted = set(ids)
+    entries: list[DeadEntry] = []
+    for queue in queues:
+        if len(wanted) <= _FIND_ONE_BY_ONE:
+            for job_id in wanted:
+                entries += s.broker.dead_find(queue, job_id)
+        else:
+            entries += s.broker.dead_scan(queue)
+    records = {r.entry.member: r for r in map(parse, entries) if r.id in wanted}  # ZSCAN may repeat one
+    return sorted(records.values(), key=lambda r: r.entry.died_at, reverse=True)
+
+
+# -- retry -------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Tally:
+    retried: list[str] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    gone: int = 0
+
+    def skip(self, record: DeadRecord, why: str) -> None:
+        self.skipped.append({"id": record.id, "queue": record.entry.queue, "why": why})
+
+
+def dead_retry(s: Session, args: argparse.Namespace) -> int:
+    """Back to the ready list with attempts reset, each record moved at most once by anyone."""
+    if bool(args.ids) == bool(args.all):
+        raise UsageError("dead retry: give job ids, or --all (not both)")
+    queues = queues_for(s, args.queue)
+    tally = _Tally()
+    if args.all:
+        # Only what was dead when the command began: a job that dies again meanwhile stays dead.
+        until = s.broker.server_time()
+        for queue in queues:
+            chosen = (r for r in map(parse, s.broker.dead_scan(queue))
+                      if r.entry.died_at <= until and _type_ok(r, args.type))
+            _retry(s, queue, chosen, tally)
+        missing: list[str] = []
+    else:
+        newest = _newest_per_id(find(s, queues, args.ids), args.type)
+        for queue in queues:
+            _retry(s, queue, (r for r in newest if r.entry.queue == queue), tally)
+        missing = [i for i in dict.fromkeys(args.ids) if i not in {r.id for r in newest}]
+    _report_retry(args, tally, missing)
+    return _named_outcome(args, tally, missing, "retried")
+
+
+def _type_ok(r: DeadRecord, job_type: str | None) -> bool:
+    return job_type is None or r.type == job_type
+
+
+def _newest_per_id(records: Iterable[DeadRecord], job_type: str | None) -> list[DeadRecord]:
+    out: dict[str, DeadRecord] = {}
+    for r in records:  # newest first, so the first seen per id wins
+        if _type_ok(r, job_type):
+            out.setdefault(r.id, r)
+    return list(out.values())
+
+
+def _retry(s: Session, queue: str, records: Iterable[DeadRecord], tally: _Tally) -> None:
+    state = jobs.encode_state("queued", 0)
+    for chunk in _chunks(records, _CHUNK):
+        revivals: list[tuple[DeadRecord, Revival]] = []
+        for r in chunk:
+            made = revival(r)
+            if isinstance(made, str):
+                tally.skip(r, made)
+            else:
+                revivals.append((r, made))
+        codes = s.broker.dead_revive(queue, [rv for _, rv in revivals], state)
+        for (r, rv), code in zip(revivals, codes):
+            if code == REVIVED:
+                tally.retried.append(rv.id)
+            elif code == GONE:
+                tally.gone += 1
+            else:
+                tally.skip(r, "its id is live again (enqueued since it died)" if code == LIVE
+                           else "its envelope carries no readable id")
+
+
+def _report_retry(args: argparse.Namespace, tally: _Tally, missing: list[str]) -> None:
+    if args.json:
+        print(render.to_json({"retried": len(tally.retried), "ids": tally.retried, "skipped": tally.skipped,
+                              "missing": missing, "gone": tally.gone}))
+        return
+    print(f"retried {len(tally.retried)} dead job{'' if len(tally.retried) == 1 else 's'}")
+    for item in tally.skipped:
+        print(f"left dead: {item['id'] or '?'} ({item['queue']}): {item['why']}")
+
+
+def _named_outcome(args: argparse.Namespace, tally: _Tally, missing: list[str], done: str) -> int:
+    """Exit 1 when a job named on the command line was not acted on; one line says which."""
+    problems = [f"{i} (not in the dead list)" for i in missing]
+    if not args.all:
+        problems += [f"{item['id']} ({item['why']})" for item in tally.skipped]
+    if problems:
+        raise NotFound(f"not {done}: " + ", ".join(problems))
+    return EXIT_OK
+
+
+def _chunks(items: Iterable[DeadRecord], size: int) -> Iterator[list[DeadRecord]]:
+    chunk: list[DeadRecord] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+# -- purge -------------------------------------------------------------------------------------
+
+
+def dead_purge(s: Session, args: argparse.Namespace) -> int:
+    if sum((bool(args.ids), bool(args.all), args.older_than is not None)) != 1:
+        raise UsageError("dead purge: give job ids, --all or --older-than AGE (one of them)")
+    queues = queues_for(s, args.queue)
+    purged: dict[str, int] = {}
+    missing: list[str] = []
+    if args.ids:
+        found = find(s, queues, args.ids)
+        for queue in queues:
+            purged[queue] = s.broker.dead_remove(queue, [r.entry.member for r in found if r.entry.queue == queue])
+        missing = [i for i in dict.fromkeys(args.ids) if i not in {r.id for r in found}]
+    elif args.all:
+        purged = {queue: s.broker.dead_remove_all(queue) for queue in queues}
+    else:
+        cutoff = s.broker.server_time() - args.older_than
+        purged = {queue: s.broker.dead_remove_older(queue, cutoff) for queue in queues}
+    total = sum(purged.values())
+    if args.json:
+        print(render.to_json({"purged": total, "queues": {q: n for q, n in purged.items() if n}, "missing": missing}))
+    else:
+        print(f"purged {total} dead job{'' if total == 1 else 's'}")
+    if missing:
+        raise NotFound("not purged: " + ", ".join(f"{i} (not in the dead list)" for i in missing))
+    return EXIT_OK
+
+
+def dead_status(record: DeadRecord) -> JobStatus:
+    """A dead job's status read from its record (when its done record has expired)."""
+    body = record.body
+    return JobStatus(id=record.id, state="dead", attempts=int(body.get("attempts") or 0),
+                     last_error=body.get("error"), reason=body.get("reason"))

@@ -1,0 +1,255 @@
+"""The broker side of the admin CLI: reads across every queue's places, and the operator's moves.
+
+Reads are plain commands in pipelines (a snapshot that is a few microseconds
+wide is good enough for a person or a monitoring script). Every move that
+touches more than one key is one script: putting a dead job back
+(dead_retry.lua) and emptying a queue (purge.lua). Single-key moves (removing
+dead records) are single commands. No policy lives here: what to retry and
+how its envelope is rewritten is the caller's.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping, Sequence
+
+import redis
+
+from geoq.broker import keys
+from geoq.broker.errors import redis_errors
+from geoq.broker.scripts import Call, Scripts, run
+
+_SCAN_COUNT = 1000
+_PAGE = 500
+_GLOB_SPECIAL = re.compile(r"([\\*?\[\]])")
+
+
+@dataclass(frozen=True, slots=True)
+class QueueScan:
+    """What one SCAN of the keyspace found: queues holding jobs, and who holds processing lists."""
+
+    queues: frozenset[str] = frozenset()
+    processing: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # queue -> worker ids
+
+
+@dataclass(frozen=True, slots=True)
+class Depth:
+    queue: str
+    ready: int
+    scheduled: int
+    processing: int
+    dead: int
+    dead_trimmed: int   # dead records the set's bounds have dropped (0 until a trim counts one)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerEntry:
+    id: str
+    info: Mapping[str, Any]        # the worker's own description (host, pid, queues, ...)
+    alive: bool                    # its heartbeat key is still there
+    heartbeat_age: float | None    # seconds since its last beat, by Redis time; None if unknown
+
+
+@dataclass(frozen=True, slots=True)
+class DeadEntry:
+    queue: str
+    member: bytes    # the exact set member: moves name it byte for byte, never a re-encoded copy
+    died_at: float   # its score: Redis time of death, unix seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Revival:
+    member: bytes    # the dead record to take out
+    envelope: bytes  # what goes back on the ready list
+    id: str
+
+
+REVIVED, GONE, LIVE, NO_ID = 1, 0, 2, 3   # dead_retry.lua's answer per job
+
+
+def glob_escape(text: str) -> str:
+    """`text` as a literal inside a SCAN MATCH pattern."""
+    return _GLOB_SPECIAL.sub(r"\\\1", text)
+
+
+class AdminBroker:
+    """Reads and moves for operators. `client` is a redis.Redis built by connection.connect."""
+
+    def __init__(self, client: "redis.Redis", scripts: Scripts | None = None) -> None:
+        self.client = client
+        self.scripts = scripts or Scripts()
+
+    def server_time(self) -> float:
+        with redis_errors("time"):
+            seconds, micros = self.client.time()
+        return seconds + micros / 1_000_000
+
+    # -- queues --------------------------------------------------------------------------------
+
+    def scan_queues(self) -> QueueScan:
+        """One pass over the keyspace: every queue with a ready, scheduled, dead or processing key."""
+        found: set[str] = set()
+        processing: dict[str, list[str]] = {}
+        with redis_errors("scan"):
+            for raw in self.client.scan_iter(match=keys.QUEUE_KEYS_PATTERN, count=_SCAN_COUNT):
+                holder = keys.parse_job_holder(raw.decode("utf-8", "replace"))
+                if holder is None:
+                    continue
+                queue, place, worker_id = holder
+                found.add(queue)
+                if place == "processing":
+                    processing.setdefault(queue, []).append(worker_id)
+        return QueueScan(frozenset(found), {q: tuple(sorted(ws)) for q, ws in processing.items()})
+
+    def depths(self, queues: Sequence[str], scan: QueueScan) -> list[Depth]:
+        """Counts of every place of each queue, in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for queue in queues:
+            k = keys.queue_keys(queue)
+            pipe.llen(k.ready)
+            pipe.zcard(k.scheduled)
+            pipe.zcard(k.dead)
+            pipe.get(k.dead_trimmed)
+            for worker_id in scan.processing.get(queue, ()):
+                pipe.llen(k.processing(worker_id))
+        with redis_errors("stats"):
+            replies = iter(pipe.execute())
+        out = []
+        for queue in queues:
+            ready, scheduled, dead, trimmed = (next(replies) for _ in range(4))
+            held = sum(next(replies) for _ in scan.processing.get(queue, ()))
+            out.append(Depth(queue, ready, scheduled, held, dead, int(trimmed or 0)))
+        return out
+
+    def queue_exists(self, queue: str) -> bool:
+        """True when any key of the queue exists (its places, its state hash or its worker set)."""
+        k = keys.queue_keys(queue)
+        with redis_errors("exists"):
+            return bool(self.client.exists(k.ready, k.scheduled, k.dead, k.state, k.workers))
+
+    def purge(self, queue: str, batch: int = 1000) -> tuple[int, int]:
+        """Remove every waiting job (ready and scheduled) of a queue; (ready, scheduled) removed.
+
+        Each batch is atomic; jobs enqueued while a purge runs may be purged too.
+        """
+        k = keys.queue_keys(queue)
+        call = Call("purge", (k.ready, k.scheduled, k.state), [batch])
+        ready = scheduled = 0
+        while True:
+            with redis_errors("purge"):
+                ((r, s),) = run(self.client, self.scripts, [call])
+            ready, scheduled = ready + r, scheduled + s
+            if r < batch and s < batch:
+                return ready, scheduled
+
+    # -- workers -------------------------------------------------------------------------------
+
+    def workers(self) -> list[WorkerEntry]:
+        """Every registered worker, alive or silent, by id."""
+        with redis_errors("workers"):
+            registered = self.client.hgetall(keys.WORKERS)
+        ids = sorted(k.decode("utf-8", "replace") for k in registered)
+        pipe = self.client.pipeline(transaction=False)
+        for worker_id in ids:
+            pipe.exists(keys.heartbeat(worker_id))
+        pipe.time()
+        with redis_errors("workers"):
+            *alive, (seconds, micros) = pipe.execute()
+        now = seconds + micros / 1_000_000
+        out = []
+        for worker_id, is_alive in zip(ids, alive):
+            info = _json_object(registered[worker_id.encode()])
+            beat_at = info.get("beat_at")
+            age = max(0.0, now - float(beat_at)) if isinstance(beat_at, (int, float)) else None
+            out.append(WorkerEntry(worker_id, info, bool(is_alive), age))
+        return out
+
+    # -- jobs ----------------------------------------------------------------------------------
+
+    def find_envelope(self, queue: str, job_id: str, holders: Sequence[str], ready_limit: int = 100_000) -> bytes | None:
+        """The envelope of a live job: looked for in the scheduled set, the given workers'
+        processing lists, then the ready list (its first `ready_limit` entries). None if not seen."""
+        k = keys.queue_keys(queue)
+        prefix = b'{"i":' + json.dumps(job_id).encode() + b","
+        with redis_errors("find"):
+            for member in self.client.zscan_iter(k.scheduled, match=glob_escape(prefix.decode()) + "*",
+                                                 count=_SCAN_COUNT):
+                return bytes(member[0])
+            for worker_id in holders:
+                for env in self.client.lrange(k.processing(worker_id), 0, -1):
+                    if env.startswith(prefix):
+                        return bytes(env)
+            for start in range(0, ready_limit, _PAGE):
+                page = self.client.lrange(k.ready, start, start + _PAGE - 1)
+                for env in page:
+                    if env.startswith(prefix):
+                        return bytes(env)
+                if len(page) < _PAGE:
+                    break
+        return None
+
+    # -- the dead set --------------------------------------------------------------------------
+
+    def dead_page(self, queue: str, start: int, count: int) -> list[DeadEntry]:
+        """Dead records of a queue, newest first, from rank `start`."""
+        with redis_errors("dead list"):
+            page = self.client.zrevrange(keys.queue_keys(queue).dead, start, start + count - 1, withscores=True)
+        return [DeadEntry(queue, bytes(member), float(score)) for member, score in page]
+
+    def dead_scan(self, queue: str) -> Iterator[DeadEntry]:
+        """Every record of a queue's dead set, in no order; records added meanwhile may be missed,
+        and a record may come twice (ZSCAN's promise), so a move must tolerate a missing member."""
+        with redis_errors("dead scan"):
+            for member, score in self.client.zscan_iter(keys.queue_keys(queue).dead, count=_SCAN_COUNT):
+                yield DeadEntry(queue, bytes(member), float(score))
+
+    def dead_find(self, queue: str, job_id: str) -> list[DeadEntry]:
+        """The records of one job id in a queue's dead set (a job may have died more than once)."""
+        pattern = "*" + glob_escape('"id":' + json.dumps(job_id)) + "*"
+        with redis_errors("dead find"):
+            found = [DeadEntry(queue, bytes(member), float(score))
+                     for member, score in self.client.zscan_iter(keys.queue_keys(queue).dead, match=pattern,
+                                                                 count=_SCAN_COUNT)]
+        return [entry for entry in found if _json_object(entry.member).get("id") == job_id]
+
+    def dead_revive(self, queue: str, revivals: Sequence[Revival], queued_state: str) -> list[int]:
+        """Put dead jobs back on the ready list, each only if its exact record is still dead.
+
+        Returns per job REVIVED, GONE (someone else took the record), LIVE (the id is live
+        again: left dead) or NO_ID (the envelope carries no id a script can read: left dead).
+        """
+        if not revivals:
+            return []
+        k = keys.queue_keys(queue)
+        args: list[object] = [queued_state]
+        for r in revivals:
+            args += [r.member, r.envelope]
+        done_keys = [k.done(r.id) for r in revivals]
+        with redis_errors("dead retry"):
+            (codes,) = run(self.client, self.scripts, [Call("dead_retry", (k.dead, k.ready, k.state, *done_keys), args)])
+        return [int(code) for code in codes]
+
+    def dead_remove(self, queue: str, members: Sequence[bytes]) -> int:
+        if not members:
+            return 0
+        with redis_errors("dead purge"):
+            return int(self.client.zrem(keys.queue_keys(queue).dead, *members))
+
+    def dead_remove_all(self, queue: str) -> int:
+        with redis_errors("dead purge"):
+            return int(self.client.zremrangebyrank(keys.queue_keys(queue).dead, 0, -1))
+
+    def dead_remove_older(self, queue: str, cutoff: float) -> int:
+        """Remove the records that died strictly before `cutoff` (unix seconds, Redis time)."""
+        with redis_errors("dead purge"):
+            return int(self.client.zremrangebyscore(keys.queue_keys(queue).dead, "-inf", f"({cutoff!r}"))
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,48 @@
+#!lua flags=allow-oom
+-- Return a dead worker's processing list of one queue to the head of that queue, counting
+-- a delivery on each job; a job whose workers have died max_deliveries times goes to the dead set.
+-- KEYS[1] the dead worker's processing list, KEYS[2] ready list, KEYS[3] dead set,
+-- KEYS[4] state hash, KEYS[5] the queue's worker set
+-- ARGV[1] max_deliveries, ARGV[2] dead max_jobs, ARGV[3] dead max_age seconds, ARGV[4] the dead worker's id
+-- Returns: {jobs returned to ready, jobs dead-lettered}
+-- Invariant: each job moves exactly once, in one step; reaping a list twice finds it empty.
+-- The envelope header {"i":ID,"a":RUNS[,"d":DEATHS], is rewritten as text (runs and deaths + 1);
+-- the payload is never decoded. Bytes without that header go back untouched, for the
+-- worker that fetches them to dead-letter.
+-- allow-oom: the rewritten header grows by a byte or two while the job's old copy is freed.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local max_deliveries = tonumber(ARGV[1])
+local returned, buried = 0, 0
+while true do
+  local env = redis.call('RPOP', KEYS[1])
+  if not env then break end
+  local id, runs, rest = string.match(env, '^{"i":"([^"]+)","a":(%d+),(.*)$')
+  if not id then
+    redis.call('LPUSH', KEYS[2], env)
+    returned = returned + 1
+  else
+    local deaths = 0
+    local d, after = string.match(rest, '^"d":(%d+),(.*)$')
+    if d then deaths, rest = tonumber(d), after end
+    runs, deaths = tonumber(runs) + 1, deaths + 1
+    local new = '{"i":"' .. id .. '","a":' .. runs .. ',"d":' .. deaths .. ',' .. rest
+    if deaths >= max_deliveries then
+      local err = 'its worker died during ' .. deaths .. ' runs'
+      redis.call('ZADD', KEYS[3], now, cjson.encode({id = id, reason = 'max_deliveries', error = err,
+        attempts = runs, died_at = now, envelope = new}))
+      redis.call('HDEL', KEYS[4], id)
+      buried = buried + 1
+    else
+      redis.call('LPUSH', KEYS[2], new)
+      redis.call('HSET', KEYS[4], id, 'q|' .. runs .. '||worker died while running the job')
+      returned = returned + 1
+    end
+  end
+end
+if buried > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (now - tonumber(ARGV[3])))
+  redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -(tonumber(ARGV[2]) + 1))
+end
+redis.call('SREM', KEYS[5], ARGV[4])
+return {returned, buried}

@@ -1,0 +1,173 @@
+"""Which hosts a URL taken from a job may reach. Pure, except for the DNS look-up in `resolve`.
+
+Two independent rules, both applied when set:
+
+- ``allow_hosts``: patterns a URL's host must match. ``example.com`` matches that
+  name only, ``*.example.com`` any name under it (not the name itself), ``*``
+  anything, an IP address that address, and a network such as ``10.1.0.0/16``
+  any IP address written in a URL inside it. Matching ignores case and a
+  trailing dot.
+- ``block_private_networks``: every address the host resolves to must be
+  globally routable: no loopback, link-local, private, unique-local,
+  unspecified, multicast or reserved address, whether written out, spelled in
+  another notation (``2130706433``, ``0x7f.1``) or embedded in an IPv6 address
+  (IPv4-mapped, 6to4, Teredo, NAT64).
+
+The block is checked on the addresses a connection is actually made to
+(`resolve` returns the vetted addresses, and the HTTP handler connects to
+those), so a name whose DNS answer changes between check and connect (DNS
+rebinding) is refused as well.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+from typing import Iterable, Union
+
+from geoq.errors import GeoqError
+
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_UNIQUE_LOCAL = ipaddress.IPv6Network("fc00::/7")
+_SHARED = ipaddress.IPv4Network("100.64.0.0/10")
+
+
+class RefusedAddress(GeoqError):
+    """A URL's host is not one a route may reach. The message names the host and the rule, never the URL."""
+
+
+@dataclass(frozen=True, slots=True)
+class HostPattern:
+    """One allow_hosts entry, parsed once at start-up."""
+
+    text: str
+    suffix: str | None = None            # "*.example.com" -> ".example.com"
+    network: IPNetwork | None = None     # an address or network
+    any_host: bool = False
+
+    def matches(self, host: str) -> bool:
+        if self.any_host:
+            return True
+        if self.network is not None:
+            ip = parse_ip(host)
+            return ip is not None and ip.version == self.network.version and ip in self.network
+        if self.suffix is not None:
+            return host.endswith(self.suffix) and len(host) > len(self.suffix)
+        return host == self.text
+
+
+def parse_pattern(text: object) -> HostPattern:
+    """An allow_hosts pattern; ValueError with a one-line reason for anything else."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"allow_hosts: expected host name patterns (strings), got {text!r}")
+    pattern = normalise_host(text.strip())
+    if pattern == "*":
+        return HostPattern(pattern, any_host=True)
+    try:
+        return HostPattern(pattern, network=ipaddress.ip_network(pattern.strip("[]"), strict=False))
+    except ValueError:
+        pass
+    name = pattern[2:] if pattern.startswith("*.") else pattern
+    if not name or "*" in name or "/" in name or ":" in name or " " in name:
+        raise ValueError(f"allow_hosts: {text!r} is not a host name, *.domain, *, an IP address or a network")
+    return HostPattern(pattern, suffix="." + name) if pattern.startswith("*.") else HostPattern(pattern)
+
+
+def normalise_host(host: str) -> str:
+    return host.lower().rstrip(".")
+
+
+def parse_ip(host: str) -> IPAddress | None:
+    """The address a host names literally (IPv6 with or without brackets), else None."""
+    try:
+        return ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return None
+
+
+def non_public(ip: IPAddress) -> str | None:
+    """Why an address is not globally routable (e.g. "loopback"), or None when it is."""
+    embedded = _embedded_ipv4(ip)
+    if embedded is not None:
+        inner = non_public(embedded)
+        return f"{inner} (IPv4 {embedded} embedded)" if inner else None
+    checks = (("unspecified", ip.is_unspecified), ("loopback", ip.is_loopback),
+              ("link-local", ip.is_link_local), ("multicast", ip.is_multicast),
+              ("unique-local", ip in _UNIQUE_LOCAL if ip.version == 6 else False),
+              ("private", ip.is_private), ("shared (carrier-grade NAT)", ip in _SHARED if ip.version == 4 else False),
+              ("reserved", ip.is_reserved))
+    for name, hit in checks:
+        if hit:
+            return f"{name} address"
+    return None if ip.is_global else "address not globally routable"
+
+
+def _embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return None
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class NetGuard:
+    """A route's rules for the hosts its URLs may name. The default guard allows everything."""
+
+    allow_hosts: tuple[HostPattern, ...] = ()
+    block_private_networks: bool = False
+
+    @classmethod
+    def build(cls, allow_hosts: Iterable[object] | None, block_private_networks: bool) -> "NetGuard":
+        return cls(tuple(parse_pattern(p) for p in allow_hosts or ()), block_private_networks)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.allow_hosts) or self.block_private_networks
+
+    def check_host(self, host: str) -> None:
+        """Refuse a host before any look-up: the allow list, and an address written out in the URL."""
+        name = normalise_host(host)
+        if self.allow_hosts and not any(p.matches(name) for p in self.allow_hosts):
+            raise RefusedAddress(f"host {name!r} is not in allow_hosts")
+        ip = parse_ip(name)
+        if self.block_private_networks and ip is not None:
+            self._check_address(name, ip)
+
+    def resolve(self, host: str, port: int) -> list[str]:
+        """The addresses to connect to for host:port, each checked; RefusedAddress if any is not public.
+
+        Every address of the answer must pass, not only the first: a client may
+        fall back to any of them.
+        """
+        infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+        addresses: list[str] = []
+        for _family, _type, _proto, _name, sockaddr in infos:
+            text = str(sockaddr[0])
+            if text not in addresses:
+                addresses.append(text)
+        if self.block_private_networks:
+            for text in addresses:
+                ip = parse_ip(text)
+                if ip is None:
+                    raise RefusedAddress(f"host {normalise_host(host)!r} resolves to {text!r}, which is not an address")
+                self._check_address(normalise_host(host), ip)
+        return addresses
+
+    @staticmethod
+    def _check_address(host: str, ip: IPAddress) -> None:
+        why = non_public(ip)
+        if why is None:
+            return
+        target = str(ip) if parse_ip(host) is not None else f"{host!r}, which resolves to {ip}"
+        raise RefusedAddress(f"block_private_networks refuses {target}: {why}")

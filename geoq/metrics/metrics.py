@@ -1,0 +1,165 @@
+"""Every metric of the worker, in a registry of its own (never prometheus_client's global one).
+
+Label values are bounded by the config: a job type that is not a configured
+route and a queue the config does not name are both counted as ``_unknown``,
+so a producer writing junk cannot grow the number of series. Redis operation
+names come from geoq's own code, never from data.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from geoq.config import Config
+from geoq.job import Job
+
+if TYPE_CHECKING:
+    from geoq.broker.broker import Broker
+    from geoq.worker.worker import Hooks
+
+log = logging.getLogger(__name__)
+
+UNKNOWN = "_unknown"
+OUTCOMES: Mapping[str, str] = {"Succeeded": "succeeded", "RetryAt": "retried", "Dead": "dead"}
+# Operations the worker reports Redis errors under; pre-set to 0 so rate() works from the first scrape.
+REDIS_OPS = ("fetch", "settle", "promote", "heartbeat", "scrape", "ping")
+
+# I/O jobs: milliseconds for a cached API call up to minutes for a slow crawl or report.
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+WAIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+
+
+class Metrics:
+    """The worker's metrics. `routes` maps each configured job type to its route's queue.
+
+    `in_flight` is read at scrape time; `pool_size` is the greenlet pool's bound.
+    Both can be given later with track(), since the pool is built after the hooks.
+    """
+
+    def __init__(self, routes: Mapping[str, str], queues: Iterable[str], *,
+                 in_flight: Callable[[], int] | None = None, pool_size: int = 0) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.types = frozenset(routes)
+        self.queues = tuple(dict.fromkeys([*queues, *routes.values()]))
+        self._known_queues = frozenset(self.queues)
+        self._in_flight: Callable[[], int] = in_flight or (lambda: 0)
+        self._declare()
+        self.pool_size.set(pool_size)
+        self._preset(routes)
+
+    @classmethod
+    def from_config(cls, config: Config, *, in_flight: Callable[[], int] | None = None,
+                    pool_size: int | None = None) -> "Metrics":
+        routes = {name: route.queue for name, route in config.routes.items()}
+        size = config.worker.concurrency if pool_size is None else pool_size
+        return cls(routes, config.worker.queues, in_flight=in_flight, pool_size=size)
+
+    def _declare(self) -> None:
+        r = self.registry
+        self.jobs = Counter("geoq_jobs", "Finished runs, by outcome: succeeded, retried or dead",
+                            ["type", "queue", "outcome"], registry=r)
+        self.duration = Histogram("geoq_job_duration_seconds", "Handler run time", ["type", "queue"],
+                                  buckets=DURATION_BUCKETS, registry=r)
+        self.wait = Histogram("geoq_job_wait_seconds", "Time from enqueue to the start of a job's first run",
+                              ["queue"], buckets=WAIT_BUCKETS, registry=r)
+        self.in_flight = Gauge("geoq_jobs_in_flight", "Jobs running in this worker now", registry=r)
+        self.in_flight.set_function(lambda: self._in_flight())
+        self.pool_size = Gauge("geoq_pool_size", "Greenlet pool size: the bound on jobs in flight", registry=r)
+        self.fetch_batch = Histogram("geoq_fetch_batch_size", "Jobs moved per fetch round trip",
+                                     buckets=BATCH_BUCKETS, registry=r)
+        self.redis_errors = Counter("geoq_redis_errors", "Redis operations that failed, by operation",
+                                    ["op"], registry=r)
+        self.hub_blocked = Counter("geoq_hub_blocked_seconds", "Time the gevent hub was blocked by one greenlet",
+                                   registry=r)
+        self.reaped = Counter("geoq_reaped_jobs", "Jobs this worker returned from dead workers to their queues",
+                              registry=r)
+        self.fenced = Counter("geoq_fenced_outcomes", "Outcomes dropped because the job was no longer this "
+                              "worker's (reaped or handed back meanwhile)", registry=r)
+
+    def _preset(self, routes: Mapping[str, str]) -> None:
+        """Create the expected series at 0, so the first increment shows up in rate() and increase()."""
+        for job_type, queue in routes.items():
+            for outcome in OUTCOMES.values():
+                self.jobs.labels(job_type, queue, outcome)
+            self.duration.labels(job_type, queue)
+        for queue in self.queues:
+            self.wait.labels(queue)
+        for op in REDIS_OPS:
+            self.redis_errors.labels(op)
+
+    # -- wiring --------------------------------------------------------------------------------
+
+    def track(self, in_flight: Callable[[], int], pool_size: int | None = None) -> None:
+        """Read in-flight jobs from `in_flight` from now on (and set the pool size, if given)."""
+        self._in_flight = in_flight
+        if pool_size is not None:
+            self.pool_size.set(pool_size)
+
+    def hooks(self) -> "Hooks":
+        """The worker's Hooks, every one of them counting here."""
+        from geoq.worker.worker import Hooks  # the worker does not depend on metrics; only this call does
+
+        return Hooks(on_redis_error=self.redis_error, on_batch=self.batch, on_outcome=self.outcome,
+                     on_fenced=self.fenced_outcomes)
+
+    def watch_depths(self, broker: "Broker", queues: Sequence[str] | None = None, *, timeout: float = 1.0) -> None:
+        """Report geoq_queue_depth, read from Redis through `broker` at each scrape."""
+        from geoq.metrics.depth import DepthCollector
+
+        self.registry.register(DepthCollector(broker, queues or self.queues, timeout=timeout,
+                                              on_error=self.redis_error))
+
+    # -- counting ------------------------------------------------------------------------------
+
+    def outcome(self, job: Job, route: Any, outcome_name: str, duration: float) -> None:
+        """One finished run: on_outcome(job, route, "Succeeded" | "RetryAt" | "Dead", seconds)."""
+        outcome = OUTCOMES.get(outcome_name)
+        if outcome is None:
+            log.error("metrics: unknown outcome %r of job %s not counted", outcome_name, job.id)
+            return
+        job_type, queue = self.type_label(job.type), self.queue_label(job.queue)
+        self.jobs.labels(job_type, queue, outcome).inc()
+        self.duration.labels(job_type, queue).observe(max(0.0, duration))
+
+    def dead_on_arrival(self, queue: str, job_type: str | None) -> None:
+        """A fetched job buried without running (undecodable, not a job, unknown type, oversize)."""
+        self.jobs.labels(self.type_label(job_type), self.queue_label(queue), "dead").inc()
+
+    def observe_start(self, job: Job, now: float | None = None) -> None:
+        """A run starts: its wait since enqueue, for first runs only.
+
+        A retried job's due time is not in its envelope, so its wait cannot be
+        told apart from its backoff; a delayed first run counts its delay too.
+        """
+        if job.attempt != 1 or job.enqueued_at <= 0:
+            return
+        waited = (time.time() if now is None else now) - job.enqueued_at
+        self.wait.labels(self.queue_label(job.queue)).observe(max(0.0, waited))  # producers' clocks may run ahead
+
+    def batch(self, n: int) -> None:
+        self.fetch_batch.observe(n)
+
+    def redis_error(self, op: str) -> None:
+        self.redis_errors.labels(op).inc()
+
+    def fenced_outcomes(self, n: int) -> None:
+        self.fenced.inc(n)
+
+    def reaped_jobs(self, n: int) -> None:
+        self.reaped.inc(n)
+
+    def blocked(self, seconds: float) -> None:
+        self.hub_blocked.inc(max(0.0, seconds))
+
+    # -- labels --------------------------------------------------------------------------------
+
+    def type_label(self, job_type: str | None) -> str:
+        return job_type if job_type in self.types else UNKNOWN
+
+    def queue_label(self, queue: str | None) -> str:
+        return queue if queue in self._known_queues else UNKNOWN

@@ -1,0 +1,77 @@
+"""Finds workers that stopped proving they are alive and returns their jobs to their queues.
+
+Every worker runs a reaper; a lock lets one act at a time. A worker counts as
+dead only after this reaper has seen its heartbeat missing for a grace period
+longer than the heartbeat interval: after a Redis restart every heartbeat key
+may have expired while live workers simply have not beaten again yet.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import Callable, Sequence
+
+import gevent
+
+from geoq.broker.broker import Retention
+from geoq.broker.liveness import Registry
+from geoq.errors import BrokerError
+
+log = logging.getLogger(__name__)
+
+
+class Reaper:
+    def __init__(self, registry: Registry, worker_id: str, queues: Sequence[str], *, interval: float,
+                 grace: float, max_deliveries: int, retention: Retention,
+                 on_reaped: Callable[[int], None] | None = None,
+                 on_error: Callable[[str], None] | None = None) -> None:
+        self.registry, self.worker_id, self.queues = registry, worker_id, list(queues)
+        self.interval, self.grace = interval, grace
+        self.max_deliveries, self.retention = max_deliveries, retention
+        self.on_reaped = on_reaped or (lambda n: None)
+        self.on_error = on_error or (lambda op: None)
+        self._silent_since: dict[str, float] = {}
+
+    def run(self) -> None:
+        while True:
+            gevent.sleep(self.interval * (0.5 + random.random()))
+            try:
+                self.pass_once()
+            except BrokerError as e:
+                self.on_error("reaper")
+                self._silent_since.clear()  # what we saw before the error proves nothing now
+                log.debug("reaper pass failed: %s", e)
+
+    def pass_once(self) -> int:
+        """One look at every queue this worker serves; the number of jobs returned or dead-lettered."""
+        if not self.registry.try_lock(self.worker_id, ttl=self.interval * 3):
+            self._silent_since.clear()
+            return 0
+        dead = self._dead_workers()
+        moved = sum(self._reap(worker_id, queue) for worker_id, queue in dead)
+        for worker_id in {w for w, _ in dead}:
+            self.registry.forget(worker_id)
+            self._silent_since.pop(worker_id, None)
+        return moved
+
+    def _dead_workers(self) -> list[tuple[str, str]]:
+        now = time.monotonic()
+        holders = {q: sorted(self.registry.members(q) - {self.worker_id}) for q in self.queues}
+        silent = set(self.registry.silent(sorted({w for ws in holders.values() for w in ws})))
+        for worker_id in list(self._silent_since):
+            if worker_id not in silent:
+                del self._silent_since[worker_id]
+        for worker_id in silent:
+            self._silent_since.setdefault(worker_id, now)
+        return [(w, q) for q, ws in holders.items() for w in ws
+                if w in silent and now - self._silent_since[w] >= self.grace]
+
+    def _reap(self, worker_id: str, queue: str) -> int:
+        returned, buried = self.registry.reap(queue, worker_id, self.max_deliveries, self.retention)
+        if returned or buried:
+            log.warning("worker %s is dead: %d jobs of queue %s returned to the queue, %d dead-lettered "
+                        "after %d deliveries", worker_id, returned, queue, buried, self.max_deliveries)
+        self.on_reaped(returned + buried)
+        return returned + buried
