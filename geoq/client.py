@@ -77,10 +77,13 @@ class Client:
             raise InvalidJob(f"job type must be a non-empty string, got {type!r}")
         route = self.config.routes.get(type)
         queue = jobs.check_queue(queue or (route.queue if route else "default"))
+        placement = _placement(delay, at, priority)
+        now = time.time()
+        due_at = {"delay": now + (placement.value or 0.0), "at": placement.value}.get(placement.where)
         job = Job(id=jobs.check_id(id) if id is not None else jobs.new_id(queue), type=type, queue=queue,
-                  payload=payload, enqueued_at=time.time(), max_retries=_non_negative("max_retries", max_retries),
-                  timeout=_positive("timeout", timeout))
-        return _Request(job, _placement(delay, at, priority))
+                  payload=payload, enqueued_at=now, max_retries=_non_negative("max_retries", max_retries),
+                  timeout=_positive("timeout", timeout), due_at=due_at)
+        return _Request(job, placement)
 
     def _store(self, requests: Sequence[_Request]) -> list[Job]:
         limit = self.config.worker.max_payload

@@ -3,7 +3,7 @@
 Envelope layout (one JSON object, keys in this order):
 
     {"i": id, "a": runs_made, "d": worker_deaths?, "t": type, "q": queue, "e": enqueued_at,
-     "m": max_retries?, "o": timeout?, "h": [[at, error], ...]?, "p": payload}
+     "u": due_at?, "m": max_retries?, "o": timeout?, "h": [[at, error], ...]?, "p": payload}
 
 The id comes first and is restricted to characters JSON never escapes, and the
 run counters follow it as bare integers, so a Lua script can read and rewrite
@@ -46,7 +46,13 @@ class Job:
     timeout: float | None = None
     history: tuple[tuple[float, str], ...] = ()
     deaths: int = 0
+    due_at: float | None = None
     options: Mapping[str, Any] = field(default_factory=lambda: _NO_OPTIONS, compare=False)
+
+    @property
+    def ready_at(self) -> float:
+        """When the job could first start: its due time if it was delayed or retried, else its enqueue time."""
+        return self.due_at if self.due_at is not None else self.enqueued_at
 
     @property
     def last_error(self) -> str | None:
@@ -95,6 +101,8 @@ def encode(job: Job, max_size: int) -> bytes:
     if job.deaths:
         body["d"] = job.deaths
     body.update(t=job.type, q=job.queue, e=round(job.enqueued_at, 3))
+    if job.due_at is not None:
+        body["u"] = round(job.due_at, 3)
     if job.max_retries is not None:
         body["m"] = job.max_retries
     if job.timeout is not None:
@@ -134,7 +142,7 @@ def _from_body(body: dict[str, Any], queue: str) -> Job:
     history = tuple((float(at), str(err)) for at, err in body.get("h", ()))
     return Job(id=job_id, type=job_type, queue=body.get("q", queue), payload=body.get("p"),
                attempt=runs, enqueued_at=float(body.get("e", 0.0)), max_retries=body.get("m"),
-               timeout=body.get("o"), history=history, deaths=deaths)
+               timeout=body.get("o"), history=history, deaths=deaths, due_at=body.get("u"))
 
 
 def _invalid(reason: str, message: str) -> InvalidJob:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import NoReturn, Sequence
+from typing import Callable, NoReturn, Sequence
 
 import redis
 
@@ -24,6 +24,8 @@ from geoq.errors import ConfigError, InvalidJob, PayloadTooLarge, RedisAuthError
 from geoq.units import parse_duration
 
 PROG = "geoq"
+
+Run = Callable[[Session, argparse.Namespace], int]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,12 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="See and fix geoq queues.")
     _common(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-
-    def command(name: str, run: object, help: str, under: argparse._SubParsersAction = sub) -> argparse.ArgumentParser:
-        p = under.add_parser(name, help=help, description=help)
-        _common(p, top=False)
-        p.set_defaults(run=run)
-        return p
+    command = _Commands(sub)
 
     p = command("stats", commands.stats, "per queue: ready, scheduled, processing, dead; the live workers")
     p.add_argument("--watch", type=_positive_duration, metavar="SECONDS", help="refresh every SECONDS until Ctrl-C")
@@ -82,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-retries", type=int, metavar="N")
     p.add_argument("--timeout", type=_positive_duration, metavar="DURATION")
 
-    _dead_commands(command("dead", None, "list, show, retry or purge dead jobs"), command)
+    dead_parser = command("dead", None, "list, show, retry or purge dead jobs")
+    _dead_commands(_Commands(dead_parser.add_subparsers(dest="dead_command", required=True, metavar="COMMAND",
+                                                        parser_class=_Parser)))
 
     command("workers", commands.workers, "registered workers, their load and last heartbeat")
 
@@ -95,10 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _dead_commands(parent: argparse.ArgumentParser, command: object) -> None:
-    under = parent.add_subparsers(dest="dead_command", required=True, metavar="COMMAND", parser_class=_Parser)
-    add = lambda name, run, help: command(name, run, help, under)  # noqa: E731
-
+def _dead_commands(add: "_Commands") -> None:
     p = add("list", dead.dead_list, "dead jobs, newest first")
     p.add_argument("--queue")
     p.add_argument("--type")
@@ -121,12 +117,26 @@ def _dead_commands(parent: argparse.ArgumentParser, command: object) -> None:
     p.add_argument("--queue")
 
 
+class _Commands:
+    """Adds a command: its parser, with the common options, that runs `run`."""
+
+    def __init__(self, under: "argparse._SubParsersAction[_Parser]") -> None:
+        self.under = under
+
+    def __call__(self, name: str, run: Run | None, help: str) -> argparse.ArgumentParser:
+        p = self.under.add_parser(name, help=help, description=help)
+        _common(p, top=False)
+        p.set_defaults(run=run)
+        return p
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     session: Session | None = None
     try:
         args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
         session = Session(resolve_config(args.config, args.redis_url, os.environ))
-        return int(args.run(session, args))
+        run: Run = args.run
+        return run(session, args)
     except SystemExit as e:  # --help
         return e.code if isinstance(e.code, int) else 0
     except KeyboardInterrupt:

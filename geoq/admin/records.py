@@ -64,7 +64,7 @@ def parse(entry: DeadEntry) -> DeadRecord:
 
 
 def revival(record: DeadRecord) -> Revival | str:
-    """What a retry puts back: the original envelope with its runs and errors reset.
+    """What a retry puts back: the original envelope with its runs, worker deaths and errors reset.
 
     Returns the reason instead when the record holds nothing that can run again.
     The rewrite happens here, not in Lua, because a script must never decode a payload.
@@ -76,5 +76,5 @@ def revival(record: DeadRecord) -> Revival | str:
         job = jobs.decode(text.encode("utf-8"), record.entry.queue)
     except InvalidJob:
         return "its envelope is not a job"
-    fresh = dataclasses.replace(job, attempt=0, history=())
+    fresh = dataclasses.replace(job, attempt=0, history=(), deaths=0)
     return Revival(record.entry.member, jobs.encode(fresh, _NO_LIMIT), job.id)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence, cast
 
 import redis
 
@@ -94,7 +94,7 @@ class AdminBroker:
         processing: dict[str, list[str]] = {}
         with redis_errors("scan"):
             for raw in self.client.scan_iter(match=keys.QUEUE_KEYS_PATTERN, count=_SCAN_COUNT):
-                holder = keys.parse_job_holder(raw.decode("utf-8", "replace"))
+                holder = keys.parse_job_holder(_bytes(raw).decode("utf-8", "replace"))
                 if holder is None:
                     continue
                 queue, place, worker_id = holder
@@ -149,7 +149,7 @@ class AdminBroker:
     def workers(self) -> list[WorkerEntry]:
         """Every registered worker, alive or silent, by id."""
         with redis_errors("workers"):
-            registered = self.client.hgetall(keys.WORKERS)
+            registered = cast("dict[bytes, bytes]", self.client.hgetall(keys.WORKERS))
         ids = sorted(k.decode("utf-8", "replace") for k in registered)
         pipe = self.client.pipeline(transaction=False)
         for worker_id in ids:
@@ -174,20 +174,18 @@ class AdminBroker:
         k = keys.queue_keys(queue)
         prefix = b'{"i":' + json.dumps(job_id).encode() + b","
         with redis_errors("find"):
-            for member in self.client.zscan_iter(k.scheduled, match=glob_escape(prefix.decode()) + "*",
-                                                 count=_SCAN_COUNT):
-                return bytes(member[0])
+            for member, _ in self.client.zscan_iter(k.scheduled, match=glob_escape(prefix.decode()) + "*",
+                                                    count=_SCAN_COUNT):
+                return _bytes(member)
             for worker_id in holders:
-                for env in self.client.lrange(k.processing(worker_id), 0, -1):
-                    if env.startswith(prefix):
-                        return bytes(env)
+                found = _starting(self.client.lrange(k.processing(worker_id), 0, -1), prefix)
+                if found is not None:
+                    return found
             for start in range(0, ready_limit, _PAGE):
                 page = self.client.lrange(k.ready, start, start + _PAGE - 1)
-                for env in page:
-                    if env.startswith(prefix):
-                        return bytes(env)
-                if len(page) < _PAGE:
-                    break
+                found = _starting(page, prefix)
+                if found is not None or len(page) < _PAGE:
+                    return found
         return None
 
     # -- the dead set --------------------------------------------------------------------------
@@ -196,20 +194,21 @@ class AdminBroker:
         """Dead records of a queue, newest first, from rank `start`."""
         with redis_errors("dead list"):
             page = self.client.zrevrange(keys.queue_keys(queue).dead, start, start + count - 1, withscores=True)
-        return [DeadEntry(queue, bytes(member), float(score)) for member, score in page]
+        return [DeadEntry(queue, _bytes(member), float(score)) for member, score in cast("list[Any]", page)]
 
     def dead_scan(self, queue: str) -> Iterator[DeadEntry]:
         """Every record of a queue's dead set, in no order; records added meanwhile may be missed,
         and a record may come twice (ZSCAN's promise), so a move must tolerate a missing member."""
         with redis_errors("dead scan"):
             for member, score in self.client.zscan_iter(keys.queue_keys(queue).dead, count=_SCAN_COUNT):
-                yield DeadEntry(queue, bytes(member), float(score))
+                yield DeadEntry(queue, _bytes(member), float(score))
 
     def dead_find(self, queue: str, job_id: str) -> list[DeadEntry]:
         """The records of one job id in a queue's dead set (a job may have died more than once)."""
-        pattern = "*" + glob_escape('"id":' + json.dumps(job_id)) + "*"
+        # Records written in Lua (cjson) escape "/" as "\/": let any character stand in for it.
+        pattern = "*" + "*".join(glob_escape(part) for part in ('"id":' + json.dumps(job_id)).split("/")) + "*"
         with redis_errors("dead find"):
-            found = [DeadEntry(queue, bytes(member), float(score))
+            found = [DeadEntry(queue, _bytes(member), float(score))
                      for member, score in self.client.zscan_iter(keys.queue_keys(queue).dead, match=pattern,
                                                                  count=_SCAN_COUNT)]
         return [entry for entry in found if _json_object(entry.member).get("id") == job_id]
@@ -245,6 +244,19 @@ class AdminBroker:
         """Remove the records that died strictly before `cutoff` (unix seconds, Redis time)."""
         with redis_errors("dead purge"):
             return int(self.client.zremrangebyscore(keys.queue_keys(queue).dead, "-inf", f"({cutoff!r}"))
+
+
+def _bytes(value: object) -> bytes:
+    """A reply of our client (built with decode_responses=False, so always bytes)."""
+    assert isinstance(value, bytes), type(value)
+    return value
+
+
+def _starting(envelopes: Any, prefix: bytes) -> bytes | None:
+    for env in envelopes:
+        if _bytes(env).startswith(prefix):
+            return _bytes(env)
+    return None
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:

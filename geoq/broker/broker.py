@@ -209,7 +209,7 @@ class Broker:
             for b in s.burials:
                 args += [b.envelope, b.record, b.id, b.done]
             done_keys = [k.done(b.id or "_") for b in s.burials]
-            calls.append((Call("dead", (processing, k.dead, k.state, *done_keys), args),
+            calls.append((Call("dead", (processing, k.dead, k.state, *done_keys, k.dead_trimmed), args),
                           Settlement(s.queue, burials=s.burials)))
         return calls
 

@@ -98,7 +98,7 @@ class Registry:
     def reap(self, queue: str, worker_id: str, max_deliveries: int, retention: Retention) -> tuple[int, int]:
         """Return a dead worker's jobs of one queue to the head of its ready list: (returned, dead-lettered)."""
         k = keys.queue_keys(queue)
-        call = Call("reap", (k.processing(worker_id), k.ready, k.dead, k.state, k.workers),
+        call = Call("reap", (k.processing(worker_id), k.ready, k.dead, k.state, k.workers, k.dead_trimmed),
                     [max_deliveries, retention.dead_max_jobs, repr(retention.dead_max_age), worker_id])
         with redis_errors("reap"):
             (reply,) = run(self.client, self.scripts, [call])

@@ -14,9 +14,9 @@ Two independent rules, both applied when set:
   (IPv4-mapped, 6to4, Teredo, NAT64).
 
 The block is checked on the addresses a connection is actually made to
-(`resolve` returns the vetted addresses, and the HTTP handler connects to
-those), so a name whose DNS answer changes between check and connect (DNS
-rebinding) is refused as well.
+(`connect` opens sockets only to the addresses `resolve` vetted), so a name
+whose DNS answer changes between check and connect (DNS rebinding) is
+refused as well.
 """
 
 from __future__ import annotations
@@ -137,6 +137,8 @@ class NetGuard:
 
     def check_host(self, host: str) -> None:
         """Refuse a host before any look-up: the allow list, and an address written out in the URL."""
+        if not self.active:
+            return
         name = normalise_host(host)
         if self.allow_hosts and not any(p.matches(name) for p in self.allow_hosts):
             raise RefusedAddress(f"host {name!r} is not in allow_hosts")
@@ -163,6 +165,19 @@ class NetGuard:
                     raise RefusedAddress(f"host {normalise_host(host)!r} resolves to {text!r}, which is not an address")
                 self._check_address(normalise_host(host), ip)
         return addresses
+
+    def connect(self, address: tuple[str, int], timeout: float | None = None,
+                source_address: tuple[str, int] | None = None) -> socket.socket:
+        """socket.create_connection, but only to addresses `resolve` vetted (a drop-in for http.client)."""
+        host, port = address
+        error: OSError | None = None
+        for ip in self.resolve(host, port):
+            try:
+                return socket.create_connection((ip, port), timeout, source_address)
+            except OSError as e:
+                error = e
+        assert error is not None  # getaddrinfo answers at least one address or raises
+        raise error
 
     @staticmethod
     def _check_address(host: str, ip: IPAddress) -> None:

@@ -41,6 +41,7 @@ import os
 import select
 import smtplib
 import ssl
+import sys
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -307,6 +308,21 @@ def _reset(conn: smtplib.SMTP) -> bool:
 # --- the connection pool --------------------------------------------------------------------
 
 
+def bounded_semaphore(size: int) -> Any:
+    """gevent's semaphore in the monkeypatched worker, else threading's.
+
+    Patched, threading.Semaphore still works but its Condition probes its
+    own lock on every release, and each failed probe yields to the hub: two
+    hub round trips per request, measured as a third of the handler's CPU.
+    """
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("threading"):
+        from gevent.lock import BoundedSemaphore
+
+        return BoundedSemaphore(size)
+    return threading.BoundedSemaphore(size)
+
+
 class SmtpPool:
     """At most `size` connections to one server, reused newest first.
 
@@ -318,7 +334,7 @@ class SmtpPool:
     def __init__(self, options: SmtpOptions, tls: ssl.SSLContext | None) -> None:
         self.options = options
         self._tls = tls
-        self._slots = threading.BoundedSemaphore(options.max_connections)
+        self._slots = bounded_semaphore(options.max_connections)
         self._idle: list[smtplib.SMTP] = []
 
     @contextmanager

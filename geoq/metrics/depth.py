@@ -26,9 +26,12 @@ HELP = "Jobs in each place of a queue (ready, scheduled, processing, dead), read
 
 
 class DepthCollector(Collector):
-    """Collects geoq_queue_depth for `queues` through `broker`, giving up after `timeout` seconds."""
+    """Collects geoq_queue_depth for `queues` through `broker`, giving up after `timeout` seconds.
 
-    def __init__(self, broker: Broker, queues: Sequence[str], *, timeout: float = 1.0,
+    With no broker (not yet given one) the family is reported without samples.
+    """
+
+    def __init__(self, broker: Broker | None, queues: Sequence[str], *, timeout: float = 1.0,
                  on_error: Callable[[str], None] | None = None) -> None:
         self.broker = broker
         self.queues = list(queues)
@@ -50,16 +53,21 @@ class DepthCollector(Collector):
         yield family
 
     def _read(self) -> dict[str, dict[str, int]] | None:
+        broker = self.broker
+        if broker is None:
+            return None
         timer = gevent.Timeout(self.timeout)
         timer.start()
         try:
-            depths = queue_depths(self.broker, self.queues)
+            depths = queue_depths(broker, self.queues)
         except gevent.Timeout as t:
             if t is not timer:
                 raise
-            return self._failed(f"no reply within {self.timeout:g}s")
+            self._failed(f"no reply within {self.timeout:g}s")
+            return None
         except BrokerError as e:
-            return self._failed(str(e))
+            self._failed(str(e))
+            return None
         finally:
             timer.close()
         if self._failing:
@@ -72,4 +80,3 @@ class DepthCollector(Collector):
         if not self._failing:  # one line per outage, not one per scrape
             log.error("cannot read queue depths for a scrape: %s", why)
             self._failing = True
-        return None

@@ -10,8 +10,10 @@ lock is shared with the monitor thread (after monkeypatching, the locks of
 logging and prometheus_client are gevent locks, meant for one thread).
 
 One stall gives one log line and one increment of
-geoq_hub_blocked_seconds_total, estimated as the time from one threshold
-before the first report to the moment the hub ran again.
+geoq_hub_blocked_seconds_total. The first report comes between one and two
+thresholds after the stall began (the monitor looks back over one whole
+period without a switch), so the stall is estimated as 1.5 thresholds plus
+the time from that report to the moment the hub ran again.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ class HubWatch:
             stall, self._stall = self._stall, None
         if stall is None:
             return
-        seconds = perf_counter() - stall.first_seen + self.threshold
+        seconds = perf_counter() - stall.first_seen + 1.5 * self.threshold
         self.count(seconds)
         log.warning("hub blocked for about %.2fs by %s; no other greenlet ran meanwhile; stack: %s",
                     seconds, stall.greenlet, stall.stack,

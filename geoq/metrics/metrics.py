@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from geoq.config import Config
 from geoq.job import Job
+from geoq.metrics.depth import DepthCollector
 
 if TYPE_CHECKING:
     from geoq.broker.broker import Broker
+    from geoq.worker.executor import Prepared
     from geoq.worker.worker import Hooks
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,9 @@ class Metrics:
         self.queues = tuple(dict.fromkeys([*queues, *routes.values()]))
         self._known_queues = frozenset(self.queues)
         self._in_flight: Callable[[], int] = in_flight or (lambda: 0)
+        # Depths first: a scrape's own Redis error is then counted before the error counter is read.
+        self.depth = DepthCollector(None, self.queues, on_error=self.redis_error)
+        self.registry.register(self.depth)
         self._declare()
         self.pool_size.set(pool_size)
         self._preset(routes)
@@ -104,17 +109,21 @@ class Metrics:
         """The worker's Hooks, every one of them counting here."""
         from geoq.worker.worker import Hooks  # the worker does not depend on metrics; only this call does
 
-        return Hooks(on_redis_error=self.redis_error, on_batch=self.batch, on_outcome=self.outcome,
-                     on_fenced=self.fenced_outcomes)
+        return Hooks(on_redis_error=self.redis_error, on_batch=self.batch, on_start=self.start,
+                     on_outcome=self.outcome, on_fenced=self.fenced_outcomes, on_reaped=self.reaped_jobs)
 
-    def watch_depths(self, broker: "Broker", queues: Sequence[str] | None = None, *, timeout: float = 1.0) -> None:
-        """Report geoq_queue_depth, read from Redis through `broker` at each scrape."""
-        from geoq.metrics.depth import DepthCollector
-
-        self.registry.register(DepthCollector(broker, queues or self.queues, timeout=timeout,
-                                              on_error=self.redis_error))
+    def watch_depths(self, broker: "Broker", *, timeout: float = 1.0) -> None:
+        """Report geoq_queue_depth, read from Redis through `broker` at each scrape (none until then)."""
+        self.depth.broker, self.depth.timeout = broker, timeout
 
     # -- counting ------------------------------------------------------------------------------
+
+    def start(self, prepared: "Prepared") -> None:
+        """A fetched job is dispatched: it starts running, or it is buried at once (no route)."""
+        if prepared.route is None:
+            self.dead_on_arrival(prepared.queue, prepared.job.type if prepared.job is not None else None)
+        elif prepared.job is not None:
+            self.observe_start(prepared.job)
 
     def outcome(self, job: Job, route: Any, outcome_name: str, duration: float) -> None:
         """One finished run: on_outcome(job, route, "Succeeded" | "RetryAt" | "Dead", seconds)."""
@@ -131,14 +140,10 @@ class Metrics:
         self.jobs.labels(self.type_label(job_type), self.queue_label(queue), "dead").inc()
 
     def observe_start(self, job: Job, now: float | None = None) -> None:
-        """A run starts: its wait since enqueue, for first runs only.
-
-        A retried job's due time is not in its envelope, so its wait cannot be
-        told apart from its backoff; a delayed first run counts its delay too.
-        """
-        if job.attempt != 1 or job.enqueued_at <= 0:
+        """A run starts: its wait since the job could first run (enqueue, or due time when delayed or retried)."""
+        if job.ready_at <= 0:
             return
-        waited = (time.time() if now is None else now) - job.enqueued_at
+        waited = (time.time() if now is None else now) - job.ready_at
         self.wait.labels(self.queue_label(job.queue)).observe(max(0.0, waited))  # producers' clocks may run ahead
 
     def batch(self, n: int) -> None:

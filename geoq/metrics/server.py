@@ -2,7 +2,8 @@
 
     /metrics   Prometheus text, or OpenMetrics when the Accept header asks for it
     /healthz   200 whenever it answers: a greenlet served it, so the hub is running
-    /readyz    200 while Redis answers PING within READY_TIMEOUT, else 503
+    /readyz    200 while Redis answers PING within READY_TIMEOUT, else 503 (and the failure
+               counts as geoq_redis_errors_total{op="ping"})
 
 Only a monkeypatched process may run it (the worker): it answers from the hub.
 """
@@ -55,7 +56,7 @@ def start_metrics(config: Config, broker: Broker, metrics: Metrics) -> gevent.Gr
 
 def make_app(metrics: Metrics, broker: Broker, *, ready_timeout: float = READY_TIMEOUT) -> WSGIApp:
     """The WSGI app behind the three paths."""
-    scrape = make_wsgi_app(metrics.registry)
+    scrape: WSGIApp = make_wsgi_app(metrics.registry)
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO", "/"), environ.get("REQUEST_METHOD", "GET")

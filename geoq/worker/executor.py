@@ -11,6 +11,7 @@ from typing import Any, Callable
 import gevent
 
 from geoq import job as jobs
+from geoq import logs
 from geoq.broker.broker import Ack, Bury, RetryLater
 from geoq.errors import InvalidJob
 from geoq.job import Job
@@ -77,7 +78,7 @@ class Executor:
         self.settle(p.queue, self._settlement(p, job, outcome))
         if self.observe is not None:
             self.observe(job, route, type(outcome).__name__, duration)
-        _log_outcome(job, outcome, duration)
+        logs.log_outcome(log, job, outcome, duration)
 
     def _call(self, job: Job, route: Route) -> tuple[BaseException | None, Any]:
         timer = gevent.Timeout(job.timeout or route.timeout)
@@ -102,7 +103,7 @@ class Executor:
             return Ack(p.envelope, job.id, done)
         history = job.history + ((round(time.time(), 3), outcome.error),)
         if isinstance(outcome, RetryAt):
-            again = replace(job, history=history)
+            again = replace(job, history=history, due_at=time.time() + outcome.delay)
             return RetryLater(p.envelope, jobs.encode(again, 2 ** 31), outcome.delay, job.id, job.attempt,
                               outcome.error)
         assert isinstance(outcome, Dead)
@@ -132,14 +133,3 @@ def dead_record(queue: str, envelope: bytes, job: Job | None, job_id: str, reaso
     except UnicodeDecodeError:
         body["envelope_hex"] = envelope.hex()
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def _log_outcome(job: Job, outcome: Any, duration: float) -> None:
-    if isinstance(outcome, Succeeded):
-        log.debug("job %s %s queue=%s attempt=%d succeeded in %.3fs", job.id, job.type, job.queue, job.attempt, duration)
-    elif isinstance(outcome, RetryAt):
-        log.info("job %s %s queue=%s attempt=%d failed, retry in %.1fs: %s", job.id, job.type, job.queue,
-                 job.attempt, outcome.delay, outcome.error)
-    else:
-        log.warning("job %s %s queue=%s attempt=%d is dead (%s): %s", job.id, job.type, job.queue, job.attempt,
-                    outcome.reason, outcome.error)

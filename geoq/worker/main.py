@@ -54,9 +54,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"geoq-worker: {e}", file=sys.stderr)
         return EXIT_CONFIG
     from geoq.worker.worker import FENCED, Worker  # after the config is known good: nothing connects before
+    from geoq.broker.broker import Broker
+    from geoq.broker.connection import connect
+    from geoq.metrics import Metrics, install_hubwatch, start_metrics
+
+    metrics = Metrics.from_config(config)
+    try:  # one endpoint for the process, kept across fenced restarts; its own small pool of connections
+        start_metrics(config, Broker(connect(config.redis, max_connections=4, name="geoq-metrics")), metrics)
+    except ConfigError as e:
+        print(f"geoq-worker: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    install_hubwatch(metrics, threshold=0.1)
 
     while True:  # a worker declared dead while stalled starts afresh under a new identity
-        worker = Worker(config, router)
+        worker = Worker(config, router, metrics.hooks())
+        metrics.track(worker.in_flight)
         for sig in (signal.SIGTERM, signal.SIGINT):
             gevent.signal_handler(sig, worker.signal_stop)
         try:

@@ -3,7 +3,8 @@
 Each request is answered after ``delay`` seconds with ``status`` (and a
 Retry-After header when ``retry_after`` is set). A request can override these
 for itself through its query string: ``?status=503&retry_after=1&delay=0.2&size=100``
-(``size``: body bytes). The server counts the TCP connections it accepted and
+(``size``: body bytes; ``times=N``: the status and Retry-After apply to the
+first N requests for that exact path and query only, later ones get 200). The server counts the TCP connections it accepted and
 records every request (time, method, path, headers, body), so tests can check
 reuse and timing without trusting the client.
 """
@@ -51,16 +52,17 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length) if length else b""
         owner = self.server.owner
-        owner._record(Seen(time.time(), self.command, self.path, {k.lower(): v for k, v in self.headers.items()},
-                           body))
+        seen_before = owner._record(Seen(time.time(), self.command, self.path,
+                                         {k.lower(): v for k, v in self.headers.items()}, body))
         query = {k: v[-1] for k, v in parse_qs(urlsplit(self.path).query).items()}
         delay = float(query.get("delay", owner.delay))
         if delay:
             time.sleep(delay)
-        status = int(query.get("status", owner.status))
+        planned = "times" not in query or seen_before < int(query["times"])
+        status = int(query.get("status", owner.status)) if planned else 200
         payload = self._body(query)
         self.send_response(status)
-        retry_after = query.get("retry_after", owner.retry_after)
+        retry_after = query.get("retry_after", owner.retry_after) if planned else None
         if retry_after is not None:
             self.send_header("Retry-After", str(retry_after))
         self.send_header("Content-Type", "text/plain; charset=utf-8")
@@ -100,11 +102,12 @@ class HttpServer:
         self.open_connections = 0
         self.peak_connections = 0
         self.requests: list[Seen] = []
+        self._per_path: dict[str, int] = {}
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
         self._server = _Server((host, 0), _Handler)
         self._server.owner = self
-        self.host, self.port = self._server.server_address[:2]
+        self.host, self.port = str(self._server.server_address[0]), int(self._server.server_address[1])
         self._thread: threading.Thread | None = None
 
     def url(self, path: str = "/") -> str:
@@ -131,9 +134,13 @@ class HttpServer:
         with self._lock:
             return [r for r in self.requests if urlsplit(r.path).path == path]
 
-    def _record(self, seen: Seen) -> None:
+    def _record(self, seen: Seen) -> int:
+        """Record a request; how many requests for the same path and query came before it."""
         with self._lock:
+            before = self._per_path.get(seen.path, 0)
+            self._per_path[seen.path] = before + 1
             self.requests.append(seen)
+            return before
 
     def _connected(self, sock: socket.socket) -> None:
         with self._lock:

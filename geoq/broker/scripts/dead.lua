@@ -1,6 +1,7 @@
 #!lua
 -- Move jobs from this worker's processing list to the dead set, then trim the dead set.
--- KEYS[1] processing list, KEYS[2] dead set, KEYS[3] state hash, KEYS[4..] one done-record key per job
+-- KEYS[1] processing list, KEYS[2] dead set, KEYS[3] state hash, KEYS[4..] one done-record key per job,
+-- KEYS[#KEYS] the dead set's trimmed counter
 -- ARGV[1] keep seconds, ARGV[2] dead max_jobs, ARGV[3] dead max_age seconds,
 -- then groups of 4: old envelope, dead record, id ('' when unknown), done record
 -- Returns: the 1-based positions of jobs not in the processing list (nothing written for them).
@@ -23,6 +24,7 @@ for i = 4, #ARGV, 4 do
     fenced[#fenced + 1] = n
   end
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (now - max_age))
-redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(max_jobs + 1))
+local trimmed = redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (now - max_age))
+  + redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(max_jobs + 1))
+if trimmed > 0 then redis.call('INCRBY', KEYS[#KEYS], trimmed) end
 return fenced

@@ -2,7 +2,7 @@
 -- Return a dead worker's processing list of one queue to the head of that queue, counting
 -- a delivery on each job; a job whose workers have died max_deliveries times goes to the dead set.
 -- KEYS[1] the dead worker's processing list, KEYS[2] ready list, KEYS[3] dead set,
--- KEYS[4] state hash, KEYS[5] the queue's worker set
+-- KEYS[4] state hash, KEYS[5] the queue's worker set, KEYS[6] the dead set's trimmed counter
 -- ARGV[1] max_deliveries, ARGV[2] dead max_jobs, ARGV[3] dead max_age seconds, ARGV[4] the dead worker's id
 -- Returns: {jobs returned to ready, jobs dead-lettered}
 -- Invariant: each job moves exactly once, in one step; reaping a list twice finds it empty.
@@ -41,8 +41,9 @@ while true do
   end
 end
 if buried > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (now - tonumber(ARGV[3])))
-  redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -(tonumber(ARGV[2]) + 1))
+  local trimmed = redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (now - tonumber(ARGV[3])))
+    + redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -(tonumber(ARGV[2]) + 1))
+  if trimmed > 0 then redis.call('INCRBY', KEYS[6], trimmed) end
 end
 redis.call('SREM', KEYS[5], ARGV[4])
 return {returned, buried}

@@ -1,0 +1,88 @@
+"""Fixtures for the admin CLI tests: run bin/geoq as a user would, seed dead records, a ledger."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import time
+from typing import Any, Callable, Iterator
+
+import pytest
+import redis
+
+from geoq import job as jobs
+from geoq.broker import keys
+from geoq.job import Job
+from geoq.worker.executor import dead_record
+from tests.admin.helpers import redis_now, run_geoq
+
+Geoq = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def cli(redis_url: str) -> Geoq:
+    """Run `geoq --redis-url <this test's db> ARGS...`; the completed process."""
+    def run(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        return run_geoq("--redis-url", redis_url, *args, **kwargs)
+    return run
+
+
+@pytest.fixture
+def cli_json(cli: Geoq) -> Callable[..., Any]:
+    """Run `geoq ... --json`, check it exited 0 quietly, and return the parsed output."""
+    def run(*args: str) -> Any:
+        done = cli(*args, "--json")
+        assert done.returncode == 0 and done.stderr == "", (done.returncode, done.stderr)
+        return json.loads(done.stdout)
+    return run
+
+
+def _one_error_line(done: subprocess.CompletedProcess[str], status: int) -> str:
+    assert done.returncode == status, (done.returncode, done.stdout, done.stderr)
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("geoq: "), done.stderr
+    assert "Traceback" not in done.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def error_line() -> Callable[[subprocess.CompletedProcess[str], int], str]:
+    """Assert a command failed with a status and one line on stderr, no traceback; return that line."""
+    return _one_error_line
+
+
+def _bury(client: redis.Redis, queue: str = "default", job_type: str = "t.job", *, died_at: float | None = None,
+         job_id: str | None = None, reason: str = "max_retries", runs: int = 3, payload: Any = None) -> Job:
+    """Put a dead record in a queue's dead set, in the worker's own format, scored `died_at`."""
+    history = tuple((time.time() - 10 + n, f"RuntimeError: boom {n + 1}") for n in range(runs))
+    job = Job(id=job_id or jobs.new_id(queue), type=job_type, queue=queue,
+              payload={"n": 1, "f": 1.5, "empty": []} if payload is None else payload,
+              attempt=runs - 1, enqueued_at=time.time() - 60, max_retries=runs - 1, history=history[:-1])
+    envelope = jobs.encode(job, 2**20)
+    ran = dataclasses.replace(job, attempt=runs, history=history)
+    record = dead_record(queue, envelope, ran, job.id, reason, history[-1][1])
+    client.zadd(keys.queue_keys(queue).dead, {record: redis_now(client) if died_at is None else died_at})
+    return job
+
+
+@pytest.fixture
+def bury(redis_client: redis.Redis) -> Callable[..., Job]:
+    """bury(queue="default", job_type="t.job", died_at=None, job_id=None, reason=..., runs=3, payload=None):
+    a dead record in the worker's own format, scored died_at (default: Redis now); the Job it holds."""
+    return lambda *args, **kwargs: _bury(redis_client, *args, **kwargs)
+
+
+@pytest.fixture
+def now(redis_client: redis.Redis) -> Callable[[], float]:
+    """Redis server time, the clock dead records are scored by."""
+    return lambda: redis_now(redis_client)
+
+
+@pytest.fixture
+def ledger(redis_server: Any) -> Iterator[tuple[str, redis.Redis]]:
+    """Database 0, outside the queue's, where test handlers record what ran."""
+    client = redis_server.client(0)
+    client.flushdb()
+    yield redis_server.url_for(0), client
+    client.close()
