@@ -224,7 +224,8 @@ def _plain(value: Any, name: str) -> Any:
 def is_secret(path: str) -> bool:
     """Values under such keys are never shown in messages."""
     path = path.lower()
-    return any(word in path for word in ("password", "passwd", "secret", "token"))
+    return any(word in path for word in ("password", "passwd", "secret", "token", "authorization", "api-key",
+                                         "api_key", "apikey", "credential"))
 
 
 # --- Redis URLs ------------------------------------------------------------------

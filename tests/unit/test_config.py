@@ -64,7 +64,8 @@ def test_the_prod_config_takes_redis_from_the_environment() -> None:
     assert config.redis.url == "rediss://redis.internal:6380/2"
     assert config.redis.password == "s3cret"
     assert (config.worker.concurrency, config.logging.format) == (2000, "json")
-    assert set(config.routes) == {"demo.noop", "demo.sleep", "demo.fail"}
+    assert set(config.routes) == {"email.send", "http.fetch", "demo.noop", "demo.sleep", "demo.fail"}
+    assert config.routes["http.fetch"].options["block_private_networks"] is True
 
 
 def test_the_example_shows_every_key_of_the_schema() -> None:
