@@ -14,7 +14,7 @@ def delay(retry: int, base: float, cap: float, jitter: str = "full",
     burst of failures over the whole window instead of retrying in lockstep.
     """
     exponent = min(max(retry, 1) - 1, 62)  # past 2^62 every realistic cap has long been reached
-    ceiling = min(cap, base * (2 ** exponent))
+    ceiling = float(min(cap, base * (2 ** exponent)))
     if jitter == "none":
         return ceiling
-    return rand() * ceiling
+    return float(rand()) * ceiling

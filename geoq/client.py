@@ -65,7 +65,7 @@ class Client:
         """Store many jobs in one round trip; each item is (type, payload) or (type, payload, options)."""
         requests = []
         for item in items:
-            options = item[2] if len(item) > 2 else {}  # type: ignore[misc]
+            options = item[2] if len(item) > 2 else {}
             requests.append(self._request(item[0], item[1], **options))
         return self._store(requests)
 

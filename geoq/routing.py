@@ -51,9 +51,12 @@ def _build_route(path: str, rc: RouteConfig) -> Route:
     handler: Handler
     if inspect.isclass(target):
         try:  # a class is built once per route with the route's options, and validates them
-            handler = target(**dict(rc.options))
+            built = target(**dict(rc.options))
         except Exception as e:
             raise ConfigError(f"{path}: routes.{rc.type}.options: {rc.handler} rejected its options: {e}") from e
+        if not callable(built):
+            raise ConfigError(f"{path}: routes.{rc.type}.handler: {rc.handler} instances are not callable")
+        handler = built
     elif callable(target):
         handler = target
     else:

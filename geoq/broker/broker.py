@@ -8,7 +8,7 @@ groups so the caller can batch a whole flush into one round trip.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import redis
 
@@ -107,7 +107,7 @@ class Broker:
 
     # -- producing -----------------------------------------------------------------------------
 
-    def enqueue(self, batches: dict[str, Sequence[NewJob]], chunk: int = 500) -> dict[str, list[bool]]:
+    def enqueue(self, batches: Mapping[str, Sequence[NewJob]], chunk: int = 500) -> dict[str, list[bool]]:
         """Store new jobs, one script call per queue chunk, all in one round trip.
 
         Returns per queue one flag per job: True stored, False the id was already
@@ -144,7 +144,7 @@ class Broker:
         processing = k.processing(worker_id)
         pipe = client.pipeline(transaction=False)
         if block:
-            pipe.blmove(k.ready, processing, block, "LEFT", "RIGHT")
+            pipe.blmove(k.ready, processing, block, "LEFT", "RIGHT")  # type: ignore[arg-type]  # Redis takes a float
         else:
             pipe.lmove(k.ready, processing, "LEFT", "RIGHT")
         for _ in range(n - 1):
@@ -155,7 +155,7 @@ class Broker:
     def processing(self, queue: str, worker_id: str) -> list[bytes]:
         """The jobs this worker holds in a queue (for handback and reconciliation)."""
         with redis_errors("processing"):
-            return list(self.client.lrange(keys.queue_keys(queue).processing(worker_id), 0, -1))
+            return [e if isinstance(e, bytes) else e.encode() for e in self.client.lrange(keys.queue_keys(queue).processing(worker_id), 0, -1)]
 
     # -- settling ------------------------------------------------------------------------------
 

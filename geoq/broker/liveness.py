@@ -71,7 +71,8 @@ class Registry:
     def members(self, queue: str) -> set[str]:
         """Workers that may hold a processing list of this queue."""
         with redis_errors("reaper"):
-            return {m.decode() for m in self.client.smembers(keys.queue_keys(queue).workers)}
+            members = self.client.smembers(keys.queue_keys(queue).workers)
+        return {m.decode() if isinstance(m, bytes) else str(m) for m in members}
 
     def silent(self, worker_ids: Sequence[str]) -> list[str]:
         """The workers among these whose heartbeat key has expired."""
@@ -90,7 +91,7 @@ class Registry:
             if self.client.set(REAPER_LOCK, worker_id, nx=True, px=_ms(ttl)):
                 return True
             holder = self.client.get(REAPER_LOCK)
-            if holder is not None and holder.decode() == worker_id:
+            if holder is not None and (holder.decode() if isinstance(holder, bytes) else holder) == worker_id:
                 self.client.pexpire(REAPER_LOCK, _ms(ttl))
                 return True
         return False

@@ -75,7 +75,7 @@ class Fetcher:
         if free <= 0:  # every free slot is promised to a waiter: wait for one to come back
             self._woken.clear()
             self._woken.wait(self.block_timeout)
-        return min(free, self.batch)
+        return int(min(free, self.batch))
 
     def _round(self, free: int) -> None:
         if len(self.queues) == 1:

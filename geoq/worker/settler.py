@@ -63,7 +63,7 @@ class Settler:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every outcome handed over so far is written; False on timeout."""
-        return self._idle.wait(timeout)
+        return bool(self._idle.wait(timeout))
 
     def _write(self, settlements: list[Settlement]) -> None:
         """Write until Redis has taken every part; each move checks its job is still ours, so replays are safe."""
