@@ -2,13 +2,15 @@
 
 Envelope layout (one JSON object, keys in this order):
 
-    {"i": id, "a": runs_made, "d": worker_deaths?, "t": type, "q": queue, "e": enqueued_at,
+    {"i": id, "a": runs_made, "d": worker_deaths?, "t": type, "e": enqueued_at,
      "u": due_at?, "m": max_retries?, "o": timeout?, "h": [[at, error], ...]?, "p": payload}
 
 The id comes first and is restricted to characters JSON never escapes, and the
 run counters follow it as bare integers, so a Lua script can read and rewrite
 this header with one anchored string match without decoding the payload
 (Lua's cjson would rewrite numbers and empty arrays). The payload comes last.
+The queue is not stored: the list a job sits in names it, and every byte here
+costs Redis memory for every queued job.
 """
 
 from __future__ import annotations
@@ -100,7 +102,7 @@ def encode(job: Job, max_size: int) -> bytes:
     body: dict[str, Any] = {"i": job.id, "a": job.attempt}
     if job.deaths:
         body["d"] = job.deaths
-    body.update(t=job.type, q=job.queue, e=round(job.enqueued_at, 3))
+    body.update(t=job.type, e=round(job.enqueued_at, 3))
     if job.due_at is not None:
         body["u"] = round(job.due_at, 3)
     if job.max_retries is not None:
@@ -121,28 +123,40 @@ def encode(job: Job, max_size: int) -> bytes:
 
 def decode(raw: bytes, queue: str) -> Job:
     """The Job in an envelope; InvalidJob with .reason 'undecodable' or 'not_a_job'."""
+    return from_body(parse(raw), queue)
+
+
+def parse(raw: bytes) -> dict[str, Any]:
+    """An envelope's JSON object, not yet checked to be a job; InvalidJob 'undecodable' or 'not_a_job'."""
     try:
         body = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         raise _invalid("undecodable", f"bytes are not UTF-8 JSON: {e}") from e
     if not isinstance(body, dict):
         raise _invalid("not_a_job", f"JSON {type(body).__name__} is not a job object")
+    return body
+
+
+def from_body(body: dict[str, Any], queue: str, *, run: bool = False,
+              options: Mapping[str, Any] | None = None) -> Job:
+    """The Job of a parsed envelope; with run=True, as handed to a handler (attempt = this run's number)."""
     try:
-        return _from_body(body, queue)
+        return _from_body(body, queue, 1 if run else 0, options)
     except (KeyError, TypeError, ValueError) as e:
         raise _invalid("not_a_job", f"JSON object is not a job: {e!r}") from e
 
 
-def _from_body(body: dict[str, Any], queue: str) -> Job:
+def _from_body(body: dict[str, Any], queue: str, next_run: int, options: Mapping[str, Any] | None) -> Job:
     job_id, job_type, runs, deaths = body["i"], body["t"], body.get("a", 0), body.get("d", 0)
     if not isinstance(job_id, str) or not isinstance(job_type, str) or not job_id or not job_type:
         raise ValueError("'i' and 't' must be non-empty strings")
     if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (runs, deaths)):
         raise ValueError("'a' and 'd' must be non-negative integers")
     history = tuple((float(at), str(err)) for at, err in body.get("h", ()))
-    return Job(id=job_id, type=job_type, queue=body.get("q", queue), payload=body.get("p"),
-               attempt=runs, enqueued_at=float(body.get("e", 0.0)), max_retries=body.get("m"),
-               timeout=body.get("o"), history=history, deaths=deaths, due_at=body.get("u"))
+    return Job(id=job_id, type=job_type, queue=queue, payload=body.get("p"),
+               attempt=runs + next_run, enqueued_at=float(body.get("e", 0.0)), max_retries=body.get("m"),
+               timeout=body.get("o"), history=history, deaths=deaths, due_at=body.get("u"),
+               options=_NO_OPTIONS if options is None else options)
 
 
 def _invalid(reason: str, message: str) -> InvalidJob:
@@ -178,9 +192,9 @@ def decode_state(job_id: str, value: bytes, now: float) -> JobStatus:
 
 
 def encode_done(state: str, attempts: int, last_error: str | None, result: Any, reason: str | None) -> bytes:
-    """The record a finished job leaves for results.keep: its final status and result."""
+    """The record a finished job leaves for results.keep; TypeError or ValueError if the result is not JSON."""
     body = {"s": state, "a": attempts, "e": last_error, "r": result, "x": reason}
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=repr).encode()
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 def decode_done(job_id: str, raw: bytes) -> JobStatus:

@@ -56,6 +56,9 @@ def log_outcome(logger: logging.Logger, job: Job, outcome: object, duration: flo
     module needs no gevent). Its result is not logged; neither is the payload.
     """
     name = _OUTCOME_NAMES.get(type(outcome).__name__, type(outcome).__name__.lower())
+    level = OUTCOME_LEVELS.get(name, logging.INFO)
+    if not logger.isEnabledFor(level):
+        return  # the common case at level warning: build nothing
     fields: dict[str, Any] = {"id": job.id, "type": job.type, "queue": job.queue, "attempt": job.attempt,
                               "duration": round(duration, 6), "outcome": name}
     why = ""
@@ -69,7 +72,7 @@ def log_outcome(logger: logging.Logger, job: Job, outcome: object, duration: flo
     if error:
         fields["error"] = one_line(str(error))
         why += f": {fields['error']}"
-    logger.log(OUTCOME_LEVELS.get(name, logging.INFO), "job %s %s queue=%s attempt=%d %s in %.3fs%s",
+    logger.log(level, "job %s %s queue=%s attempt=%d %s in %.3fs%s",
                job.id, job.type, job.queue, job.attempt, name, duration, why, extra={FIELDS: fields})
 
 

@@ -36,6 +36,10 @@ class Router:
     def __getitem__(self, job_type: str) -> Route | None:
         return self._routes.get(job_type)
 
+    def get(self, job_type: object) -> Route | None:
+        """The route of whatever an envelope's "t" holds (None for anything not a configured type)."""
+        return self._routes.get(job_type) if isinstance(job_type, str) else None
+
     @property
     def types(self) -> list[str]:
         return list(self._routes)

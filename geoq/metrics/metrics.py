@@ -70,13 +70,14 @@ class Metrics:
                             ["type", "queue", "outcome"], registry=r)
         self.duration = Histogram("geoq_job_duration_seconds", "Handler run time", ["type", "queue"],
                                   buckets=DURATION_BUCKETS, registry=r)
-        self.wait = Histogram("geoq_job_wait_seconds", "Time from enqueue to the start of a job's first run",
+        self.wait = Histogram("geoq_job_wait_seconds", "Time from enqueue (or the due time of a delayed or retried run) to its start",
                               ["queue"], buckets=WAIT_BUCKETS, registry=r)
         self.in_flight = Gauge("geoq_jobs_in_flight", "Jobs running in this worker now", registry=r)
         self.in_flight.set_function(lambda: self._in_flight())
         self.pool_size = Gauge("geoq_pool_size", "Greenlet pool size: the bound on jobs in flight", registry=r)
         self.fetch_batch = Histogram("geoq_fetch_batch_size", "Jobs moved per fetch round trip",
                                      buckets=BATCH_BUCKETS, registry=r)
+        self._children: dict[tuple[str, ...], Any] = {}
         self.redis_errors = Counter("geoq_redis_errors", "Redis operations that failed, by operation",
                                     ["op"], registry=r)
         self.hub_blocked = Counter("geoq_hub_blocked_seconds", "Time the gevent hub was blocked by one greenlet",
@@ -90,12 +91,36 @@ class Metrics:
         """Create the expected series at 0, so the first increment shows up in rate() and increase()."""
         for job_type, queue in routes.items():
             for outcome in OUTCOMES.values():
-                self.jobs.labels(job_type, queue, outcome)
-            self.duration.labels(job_type, queue)
+                self._job_counter(job_type, queue, outcome)
+            self._duration(job_type, queue)
         for queue in self.queues:
-            self.wait.labels(queue)
+            self._wait(queue)
         for op in REDIS_OPS:
             self.redis_errors.labels(op)
+
+    # labels() takes a lock on every call (a hub switch once gevent is patched): on the per-job
+    # path, each labelled child is looked up once and then kept in a plain dict.
+
+    def _job_counter(self, job_type: str, queue: str, outcome: str) -> Any:
+        key = (job_type, queue, outcome)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.jobs.labels(job_type, queue, outcome)
+        return child
+
+    def _duration(self, job_type: str, queue: str) -> Any:
+        key = ("duration", job_type, queue)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.duration.labels(job_type, queue)
+        return child
+
+    def _wait(self, queue: str) -> Any:
+        key = ("wait", queue)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.wait.labels(queue)
+        return child
 
     # -- wiring --------------------------------------------------------------------------------
 
@@ -132,19 +157,19 @@ class Metrics:
             log.error("metrics: unknown outcome %r of job %s not counted", outcome_name, job.id)
             return
         job_type, queue = self.type_label(job.type), self.queue_label(job.queue)
-        self.jobs.labels(job_type, queue, outcome).inc()
-        self.duration.labels(job_type, queue).observe(max(0.0, duration))
+        self._job_counter(job_type, queue, outcome).inc()
+        self._duration(job_type, queue).observe(max(0.0, duration))
 
     def dead_on_arrival(self, queue: str, job_type: str | None) -> None:
         """A fetched job buried without running (undecodable, not a job, unknown type, oversize)."""
-        self.jobs.labels(self.type_label(job_type), self.queue_label(queue), "dead").inc()
+        self._job_counter(self.type_label(job_type), self.queue_label(queue), "dead").inc()
 
     def observe_start(self, job: Job, now: float | None = None) -> None:
         """A run starts: its wait since the job could first run (enqueue, or due time when delayed or retried)."""
         if job.ready_at <= 0:
             return
         waited = (time.time() if now is None else now) - job.ready_at
-        self.wait.labels(self.queue_label(job.queue)).observe(max(0.0, waited))  # producers' clocks may run ahead
+        self._wait(self.queue_label(job.queue)).observe(max(0.0, waited))  # producers' clocks may run ahead
 
     def batch(self, n: int) -> None:
         self.fetch_batch.observe(n)

@@ -51,13 +51,14 @@ class Executor:
             return self._reject(queue, envelope, None, "oversize",
                                 f"job is {len(envelope)} bytes; the limit is {self.max_payload}")
         try:
-            job = jobs.decode(envelope, queue)
+            body = jobs.parse(envelope)
+            route = self.router.get(body.get("t"))
+            job = jobs.from_body(body, queue, run=True, options=route.options if route else None)
         except InvalidJob as e:
             return self._reject(queue, envelope, None, getattr(e, "reason", "not_a_job"), str(e))
-        route = self.router[job.type]
         if route is None:
-            return self._reject(queue, envelope, job, "unknown_type", f"no route for job type {job.type!r}")
-        job = replace(job, attempt=job.attempt + 1, options=route.options)
+            return self._reject(queue, envelope, replace(job, attempt=job.attempt - 1), "unknown_type",
+                                f"no route for job type {job.type!r}")
         return Prepared(queue, envelope, job, route)
 
     def running_state(self, p: Prepared) -> tuple[str, str]:
@@ -73,9 +74,15 @@ class Executor:
         assert job is not None and route is not None
         started = time.monotonic()
         error, result = self._call(job, route)
+        done = b""
+        if error is None and self.keep > 0:
+            try:
+                done = jobs.encode_done("succeeded", job.attempt, job.last_error, result, None)
+            except (TypeError, ValueError) as e:  # an unstorable result is the handler's failure
+                error, result = InvalidJob(f"handler returned a result that is not JSON: {e}"), None
         outcome = classify(job, route, error, result)
         duration = time.monotonic() - started
-        self.settle(p.queue, self._settlement(p, job, outcome))
+        self.settle(p.queue, self._settlement(p, job, outcome, done))
         if self.observe is not None:
             self.observe(job, route, type(outcome).__name__, duration)
         logs.log_outcome(log, job, outcome, duration)
@@ -84,10 +91,7 @@ class Executor:
         timer = gevent.Timeout(job.timeout or route.timeout)
         timer.start()
         try:
-            result = route.handler(job)
-            if result is not None:  # an unstorable result is the handler's failure, found here
-                json.dumps(result, allow_nan=False)
-            return None, result
+            return None, route.handler(job)
         except gevent.Timeout as t:
             if t is not timer:
                 raise  # someone else's timeout (a shutdown deadline): not this job's failure
@@ -97,9 +101,8 @@ class Executor:
         finally:
             timer.close()
 
-    def _settlement(self, p: Prepared, job: Job, outcome: Any) -> Ack | RetryLater | Bury:
+    def _settlement(self, p: Prepared, job: Job, outcome: Any, done: bytes) -> Ack | RetryLater | Bury:
         if isinstance(outcome, Succeeded):
-            done = jobs.encode_done("succeeded", job.attempt, job.last_error, outcome.result, None)
             return Ack(p.envelope, job.id, done)
         history = job.history + ((round(time.time(), 3), outcome.error),)
         if isinstance(outcome, RetryAt):

@@ -88,6 +88,7 @@ class Heartbeat:
 
     def _beat_forever(self) -> None:
         """The native thread: its own Redis connection, its own (thread-local) gevent hub."""
+        _unwatched_hub()
         client = connect(self.config.redis, max_connections=2, name=f"geoq-heartbeat:{self.worker_id}")
         registry = Registry(client, self.registry.scripts)
         sleep = monkey.get_original("time", "sleep")
@@ -108,3 +109,15 @@ class Heartbeat:
             if not alive:
                 self._fenced = True  # read by the tick greenlet: only the hub may act on it
                 return
+
+
+def _unwatched_hub() -> None:
+    """Create this thread's hub without the blocking monitor gevent starts for every hub when enabled.
+
+    This hub never switches (the thread sleeps with the unpatched time.sleep), so a monitor
+    would report it blocked ten times a second and spend CPU the worker's hub needs.
+    """
+    hub = gevent.get_hub()
+    if hub.periodic_monitoring_thread is not None:
+        hub.periodic_monitoring_thread.kill()
+        hub.periodic_monitoring_thread = None

@@ -1,0 +1,212 @@
+"""The core benchmark of one geoq worker process: drain rates, enqueue rates, memory, latency.
+
+    .venv/bin/python bench/core.py [--quick] [--profile DIR]
+
+Starts its own redis-server; prints one table. See bench/README.md for what each row means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import geoq
+from geoq.broker import keys
+
+from common import RedisServer, WorkerProcess, percentile, print_table, wait_until
+from handlers import STARTED
+
+QUEUE = keys.queue_keys("default")
+ROUTES = {
+    "bench.noop": {"handler": "geoq.handlers.builtin:noop"},
+    "bench.sleep": {"handler": "geoq.handlers.builtin:sleep"},
+    "bench.stamp": {"handler": "handlers:stamp"},
+}
+PAYLOAD_100B = {"d": "x" * 92}  # {"d":"xxx..."} is 100 bytes of JSON
+LEDGER_DB = 1  # handlers record here, outside the queue's database 0
+POLL = 0.02
+Row = list[str]
+
+
+class Bench:
+    def __init__(self, server: RedisServer, scale: int, profile: Path | None) -> None:
+        self.server, self.scale, self.profile = server, scale, profile
+        self.redis = server.client()
+        self.client = geoq.Client(server.url_for(0))
+        self.profilers: list[subprocess.Popen[bytes]] = []
+
+    def n(self, count: int) -> int:
+        return count // self.scale
+
+    def fresh(self) -> None:
+        self.server.client(LEDGER_DB).flushdb()
+        self.redis.flushall()
+
+    def worker(self, concurrency: int, name: str) -> WorkerProcess:
+        env = {"GEOQ_BENCH_LEDGER": self.server.url_for(LEDGER_DB)}
+        w = WorkerProcess(self.server.url_for(0), ROUTES, concurrency, env=env)
+        if self.profile is not None:  # py-spy exits, writing the flame graph, when the worker does
+            spy = Path(sys.executable).parent / "py-spy"
+            self.profilers.append(subprocess.Popen(
+                [str(spy), "record", "--pid", str(w.pid), "--rate", "500", "--nonblocking",
+                 "-o", str(self.profile / f"{name}.svg")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        return w
+
+    # -- 1, 2: drain ------------------------------------------------------------------------
+
+    def drain(self, job_type: str, payload: Any, count: int, concurrency: int) -> dict[str, float]:
+        """Enqueue `count` jobs, start a worker, time until every job is settled."""
+        self.fresh()
+        for start in range(0, count, 1000):
+            self.client.enqueue_many([(job_type, payload)] * min(1000, count - start))
+        started = time.monotonic()
+        with self.worker(concurrency, job_type) as w:
+            first = self._poll_until_drained(w, count)
+            ended = time.monotonic()
+            rss = w.peak_rss_mb()
+        done = sum(1 for _ in self.redis.scan_iter(QUEUE.done("*"), count=1000))
+        if done != count:  # the queue emptied some other way than by running every job
+            raise RuntimeError(f"{done} of {count} jobs left a done record")
+        return {"total": ended - started, "working": ended - first, "rss": rss}
+
+    def _poll_until_drained(self, w: WorkerProcess, count: int) -> float:
+        """Poll Redis every ~20 ms; the time the ready list first shrank."""
+        first = None
+        while True:
+            w.check_alive()
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.llen(QUEUE.ready)
+            pipe.hlen(QUEUE.state)
+            pipe.smembers(QUEUE.workers)
+            ready, live, workers = pipe.execute()
+            held = sum(self.redis.llen(QUEUE.processing(wid.decode())) for wid in workers)
+            now = time.monotonic()
+            if first is None and ready < count:
+                first = now
+            if ready == 0 and live == 0 and held == 0:
+                assert first is not None
+                return first
+            time.sleep(POLL)
+
+    def noop_drain(self) -> list[Row]:
+        count = self.n(20_000)
+        r = self.drain("bench.noop", {}, count, concurrency=100)
+        return [
+            ["1", f"no-op drain, {count:,} jobs, c=100, from worker start", rate(count, r["total"]), "",
+             f"{r['total']:.2f} s"],
+            ["1", "  same, from first fetch (ready list first shrank)", rate(count, r["working"]),
+             ">= 8,000 jobs/s", verdict(count / r["working"] >= 8000)],
+        ]
+
+    def sleep_drain(self) -> list[Row]:
+        count, concurrency, seconds = self.n(20_000), 1000, 0.05
+        r = self.drain("bench.sleep", {"seconds": seconds}, count, concurrency)
+        ideal = concurrency / seconds
+        working = count / r["working"]
+        return [
+            ["2", f"50 ms sleep drain, {count:,} jobs, c=1000, from worker start", rate(count, r["total"]), "",
+             f"{r['total']:.2f} s (ideal {count / ideal:.2f} s)"],
+            ["2", "  same, from first fetch", rate(count, r["working"]), ">= 10,000 jobs/s",
+             verdict(working >= 10_000)],
+            ["2", f"  efficiency vs ideal {ideal:,.0f} jobs/s (from first fetch)", f"{working / ideal:.0%}", "", ""],
+            ["2", "  worker peak RSS (VmHWM)", f"{r['rss']:.1f} MB", "< 100 MB", verdict(r["rss"] < 100)],
+        ]
+
+    # -- 3, 4: enqueue and memory ------------------------------------------------------------
+
+    def enqueue_single(self) -> list[Row]:
+        count = self.n(5_000)
+        self.fresh()
+        elapsed = timed(lambda: [self.client.enqueue("bench.noop", PAYLOAD_100B) for _ in range(count)])
+        return [["3", f"Client.enqueue, {count:,} single calls, 100 B payload", rate(count, elapsed), "", ""]]
+
+    def enqueue_many_and_memory(self) -> list[Row]:
+        count = self.n(100_000)
+        self.fresh()
+        before = self.redis.info("memory")["used_memory"]
+        chunk = [("bench.noop", PAYLOAD_100B)] * 1000
+        elapsed = timed(lambda: [self.client.enqueue_many(chunk) for _ in range(count // 1000)])
+        after = self.redis.info("memory")["used_memory"]
+        ready = self.redis.memory_usage(QUEUE.ready, samples=0) or 0
+        state = self.redis.memory_usage(QUEUE.state, samples=0) or 0
+        per_job = (after - before) / count
+        return [
+            ["3", f"Client.enqueue_many, {count:,} jobs in chunks of 1,000, 100 B payload",
+             rate(count, elapsed), ">= 50,000 jobs/s", verdict(count / elapsed >= 50_000)],
+            ["4", f"Redis used_memory per queued job ({count:,} queued, 100 B payload)", f"{per_job:.0f} B",
+             "<= 300 B", verdict(per_job <= 300)],
+            ["4", "  of which ready list / state hash (MEMORY USAGE)",
+             f"{ready / count:.0f} B / {state / count:.0f} B", "", ""],
+        ]
+
+    # -- 5: latency --------------------------------------------------------------------------
+
+    def latency(self) -> list[Row]:
+        count = max(20, self.n(200))
+        self.fresh()
+        ledger = self.server.client(LEDGER_DB, decode_responses=True)
+        with self.worker(100, "latency") as w:
+            warm = self.client.enqueue("bench.stamp", {})  # the worker is up and idle once this ran
+            wait_until(lambda: ledger.hexists(STARTED, warm.id), 30, "the worker did not start a job")
+            ledger.delete(STARTED)
+            sent = {}
+            for _ in range(count):
+                at = time.time()
+                sent[self.client.enqueue("bench.stamp", {}).id] = at
+                time.sleep(0.005)
+
+            def all_started() -> bool:
+                w.check_alive()
+                return ledger.hlen(STARTED) >= count
+
+            wait_until(all_started, 30, "not every job started")
+        started = {k: float(v) for k, v in ledger.hgetall(STARTED).items()}
+        ms = [(started[i] - at) * 1000 for i, at in sent.items()]
+        p = [percentile(ms, q) for q in (50, 95, 99)]
+        return [["5", f"idle-worker latency enqueue->start, {count} jobs 5 ms apart, p50/p95/p99",
+                 " / ".join(f"{v:.1f}" for v in p) + " ms", "", f"max {max(ms):.1f} ms"]]
+
+
+def rate(count: int, seconds: float) -> str:
+    return f"{count / seconds:,.0f} jobs/s"
+
+
+def verdict(ok: bool) -> str:
+    return "meets bar" if ok else "BELOW BAR"
+
+
+def timed(work: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a tenth of the jobs: a smoke run")
+    parser.add_argument("--profile", type=Path, help="write a py-spy flame graph of each worker to this folder")
+    args = parser.parse_args()
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()[0]
+    with RedisServer() as server:
+        bench = Bench(server, 10 if args.quick else 1, args.profile)
+        rows = (bench.noop_drain() + bench.sleep_drain() + bench.enqueue_single()
+                + bench.enqueue_many_and_memory() + bench.latency())
+        bench.client.close()
+        for spy in bench.profilers:
+            spy.wait(30)
+    print_table(["#", "measurement", "result", "bar", "note"], rows)
+    # Other work on the machine takes the worker's core: a loaded run measures the machine, not geoq.
+    print(f"\n1-minute load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after, "
+          f"on {os.cpu_count()} CPUs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
