@@ -15,6 +15,7 @@ from geoq.broker import keys
 from geoq.broker.broker import Retention
 from geoq.broker.errors import redis_errors, translate
 from geoq.broker.scripts import Call, Scripts, run
+from geoq.job import peek_id
 
 REAPER_LOCK = f"{keys.PREFIX}:reaper"
 
@@ -99,8 +100,13 @@ class Registry:
     def reap(self, queue: str, worker_id: str, max_deliveries: int, retention: Retention) -> tuple[int, int]:
         """Return a dead worker's jobs of one queue to the head of its ready list: (returned, dead-lettered)."""
         k = keys.queue_keys(queue)
-        call = Call("reap", (k.processing(worker_id), k.ready, k.dead, k.state, k.workers, k.dead_trimmed),
-                    [max_deliveries, retention.dead_max_jobs, repr(retention.dead_max_age), worker_id])
+        with redis_errors("reap"):  # a dead worker's list no longer changes: its ids name the done keys
+            held = self.client.lrange(k.processing(worker_id), 0, -1)
+        ids = sorted({i for i in (peek_id(e if isinstance(e, bytes) else e.encode()) for e in held) if i})
+        call = Call("reap", (k.processing(worker_id), k.ready, k.dead, k.state, k.workers, k.dead_trimmed,
+                             *(k.done(i) for i in ids)),
+                    [max_deliveries, retention.dead_max_jobs, repr(retention.dead_max_age), worker_id,
+                     int(retention.keep), *ids])
         with redis_errors("reap"):
             (reply,) = run(self.client, self.scripts, [call])
         return int(reply[0]), int(reply[1])

@@ -42,7 +42,6 @@ import re
 import select
 import socket
 import ssl
-import sys
 import threading
 import time
 from collections import OrderedDict
@@ -53,6 +52,7 @@ from typing import Any, Callable, Iterator, Mapping
 from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 from geoq.config.schema import Invalid, boolean, duration, integer, size
+from geoq.handlers.concurrency import bounded_semaphore
 from geoq.errors import ConfigError, Fail, Retry
 from geoq.handlers.netguard import NetGuard, RefusedAddress
 from geoq.job import Job
@@ -299,21 +299,6 @@ def network_error(request: Request, error: BaseException) -> Retry:
 
 
 # --- connections ---------------------------------------------------------------------------
-
-
-def bounded_semaphore(size: int) -> Any:
-    """gevent's semaphore in the monkeypatched worker, else threading's.
-
-    Patched, threading.Semaphore still works but its Condition probes its
-    own lock on every release, and each failed probe yields to the hub: two
-    hub round trips per request, measured as a third of the handler's CPU.
-    """
-    monkey = sys.modules.get("gevent.monkey")
-    if monkey is not None and monkey.is_module_patched("threading"):
-        from gevent.lock import BoundedSemaphore
-
-        return BoundedSemaphore(size)
-    return threading.BoundedSemaphore(size)
 
 
 class HostPool:

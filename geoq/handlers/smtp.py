@@ -41,7 +41,6 @@ import os
 import select
 import smtplib
 import ssl
-import sys
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -49,6 +48,7 @@ from email.message import EmailMessage
 from typing import Any, Callable, Iterator, Mapping
 
 from geoq.config.schema import Invalid, boolean, duration, integer
+from geoq.handlers.concurrency import bounded_semaphore
 from geoq.errors import ConfigError, Fail, Retry
 from geoq.job import Job
 
@@ -306,21 +306,6 @@ def _reset(conn: smtplib.SMTP) -> bool:
 
 
 # --- the connection pool --------------------------------------------------------------------
-
-
-def bounded_semaphore(size: int) -> Any:
-    """gevent's semaphore in the monkeypatched worker, else threading's.
-
-    Patched, threading.Semaphore still works but its Condition probes its
-    own lock on every release, and each failed probe yields to the hub: two
-    hub round trips per request, measured as a third of the handler's CPU.
-    """
-    monkey = sys.modules.get("gevent.monkey")
-    if monkey is not None and monkey.is_module_patched("threading"):
-        from gevent.lock import BoundedSemaphore
-
-        return BoundedSemaphore(size)
-    return threading.BoundedSemaphore(size)
 
 
 class SmtpPool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections import Counter
 from typing import Callable, Sequence
 
@@ -48,7 +49,11 @@ class Fetcher:
         self._woken = Event()
         self.holding = holding
         self._failing = False
-        self._unsure = False       # a fetch failed: its reply may be lost while Redis moved the jobs
+        # After a failed fetch its reply may be lost while Redis moved the jobs, and a fetch Redis
+        # still holds on a half-closed connection can move more until its block time ends: the
+        # processing list is checked at once and again once that window has passed.
+        self._unsure_until = 0.0
+        self._checked_once = False
 
     def stop(self) -> None:
         self.stopping.set()
@@ -60,7 +65,7 @@ class Fetcher:
             if free <= 0:
                 continue
             try:
-                if self._unsure:
+                if self._unsure_until and (not self._checked_once or time.monotonic() > self._unsure_until):
                     self._reconcile()
                 self._round(free)
             except BrokerError as e:
@@ -139,17 +144,23 @@ class Fetcher:
         """
         self.join_waiters(timeout=None)
         for queue in self.queues:
+            # What we hold is read before the list: a job settled while the list is read is in
+            # neither, or only in the copy of what we hold, never taken for a stray.
+            held = Counter(self.holding(queue))
             strays = Counter(self.broker.processing(queue, self.worker_id))
-            strays.subtract(self.holding(queue))
+            strays.subtract(held)
             found = list(strays.elements())
             if found:
                 log.warning("found %d jobs in queue %s moved by a fetch whose reply was lost; running them",
                             len(found), queue)
                 self.dispatch(queue, found)
-        self._unsure = False
+        self._checked_once = True
+        if time.monotonic() > self._unsure_until:
+            self._unsure_until = 0.0
 
     def _fetch_failed(self, error: BrokerError) -> None:
-        self._unsure = True
+        self._unsure_until = time.monotonic() + self.block_timeout + 1.0
+        self._checked_once = False
         self.on_error("fetch")
         if not self._failing:
             log.error("fetch failed, backing off: %s", error)

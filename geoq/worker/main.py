@@ -1,25 +1,36 @@
-"""`geoq-worker CONFIG [--concurrency N] [--queues a,b]`: parse, load, run, exit with a clear status.
+"""`geoq-worker CONFIG [--concurrency N] [--queues a,b] [--processes N]`: parse, load, run, exit with a clear status.
 
 Called by bin/geoq-worker after gevent.monkey.patch_all(); never import this
 module in a program that has not been patched.
+
+With N > 1 processes this process becomes their parent (geoq.worker.supervisor)
+and runs no worker itself; each child is bin/geoq-worker again, with the same
+arguments plus the hidden `--child INDEX --parent PID`. Child INDEX serves its
+metrics on metrics.listen's port + INDEX.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
+import os
 import signal
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
 
 import gevent
+from gevent.event import Event
 
 from geoq import logs
 from geoq.config import Config, load_config
 from geoq.errors import ConfigError, RedisAuthError
-from geoq.routing import build_router
+from geoq.routing import Router, build_router
+
+log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_CONFIG = 0, 2
+PARENT_CHECK = 1.0  # seconds between a child's checks that its parent is still there
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -27,6 +38,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("config", help="path to the YAML config file")
     p.add_argument("--concurrency", type=int, help="greenlet pool size (overrides worker.concurrency)")
     p.add_argument("--queues", help="comma-separated queues in priority order (overrides worker.queues)")
+    p.add_argument("--processes", type=int, help="worker processes to run (overrides worker.processes)")
+    # Given by the parent of --processes N to each child it starts; not for people.
+    p.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--parent", type=int, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
@@ -41,18 +56,64 @@ def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
         if not names:
             raise ConfigError("--queues: expected comma-separated queue names")
         worker = dataclasses.replace(worker, queues=names, weights=None)
+    if args.processes is not None:
+        if args.processes < 1:
+            raise ConfigError(f"--processes: expected a positive integer, got {args.processes}")
+        worker = dataclasses.replace(worker, processes=args.processes)
     return dataclasses.replace(config, worker=worker)
 
 
+def check_metrics_ports(config: Config) -> None:
+    """Each of N processes serves metrics on port + its index: all of them must be ports."""
+    m, n = config.metrics, config.worker.processes
+    if m.enabled and m.port and m.port + n - 1 > 65535:
+        raise ConfigError(f"{config.path}: metrics.listen: {n} processes serve on ports {m.port} to "
+                          f"{m.port + n - 1}, past 65535; choose a lower port")
+
+
+def for_child(config: Config, index: int) -> Config:
+    """Child `index` serves metrics on metrics.listen's port + index; port 0 (a free port) stays 0."""
+    m = config.metrics
+    if not m.enabled or m.port == 0 or index == 0:
+        return config
+    port = m.port + index
+    listen = f"{m.listen.strip().rpartition(':')[0]}:{port}"
+    return dataclasses.replace(config, metrics=dataclasses.replace(m, listen=listen, port=port))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
     try:
         config = apply_overrides(load_config(args.config), args)
+        check_metrics_ports(config)
         logs.configure(config.logging)
         router = build_router(config)
     except ConfigError as e:
         print(f"geoq-worker: {e}", file=sys.stderr)
         return EXIT_CONFIG
+    if args.child is None and config.worker.processes > 1:
+        return supervise(config, argv)
+    if args.child is not None:
+        config = for_child(config, args.child)
+    return run_worker(config, router, parent=args.parent)
+
+
+def supervise(config: Config, argv: Sequence[str]) -> int:
+    """Be the parent of worker.processes children, each this same script run afresh."""
+    from geoq.worker.supervisor import Supervisor
+
+    script, parent = os.path.abspath(sys.argv[0]), os.getpid()
+
+    def command(index: int) -> list[str]:
+        return [sys.executable, script, *argv, "--child", str(index), "--parent", str(parent)]
+
+    log.info("starting %d worker processes", config.worker.processes)
+    return Supervisor(command, config.worker.processes).run()
+
+
+def run_worker(config: Config, router: Router, parent: int | None = None) -> int:
+    """Run the worker in this process until it is stopped; `parent`: the pid of a --processes parent."""
     from geoq.worker.worker import FENCED, Worker  # after the config is known good: nothing connects before
     from geoq.broker.broker import Broker
     from geoq.broker.connection import connect
@@ -66,8 +127,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     install_hubwatch(metrics, threshold=0.1)
 
-    while True:  # a worker declared dead while stalled starts afresh under a new identity
+    current: list[Worker] = []
+    orphaned = Event()
+    if parent is not None:
+        gevent.spawn(watch_parent, parent, lambda: (orphaned.set(), current and current[-1].signal_stop()))
+    while not orphaned.is_set():  # a worker declared dead while stalled starts afresh under a new identity
         worker = Worker(config, router, metrics.hooks())
+        current[:] = [worker]
         metrics.track(worker.in_flight)
         for sig in (signal.SIGTERM, signal.SIGINT):
             gevent.signal_handler(sig, worker.signal_stop)
@@ -78,3 +144,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_CONFIG
         if outcome != FENCED:
             return EXIT_OK
+    return EXIT_OK
+
+
+def watch_parent(parent: int, stop: Callable[[], object]) -> None:
+    """A child whose parent died without stopping it (SIGKILL) stops gracefully rather than run unwatched."""
+    while os.getppid() == parent:
+        gevent.sleep(PARENT_CHECK)
+    log.error("the parent process %d is gone: stopping", parent)
+    stop()

@@ -67,17 +67,15 @@ class Settler:
 
     def _write(self, settlements: list[Settlement]) -> None:
         """Write until Redis has taken every part; each move checks its job is still ours, so replays are safe."""
-        pause, failing = 0.05, False
+        pause, failing, replay = 0.05, False, False
         while settlements:
             try:
                 result = self.broker.settle(self.worker_id, settlements, self.retention)
             except BrokerError as e:
                 error: Exception | None = e
+                replay = True  # the lost attempt may have been applied: "not found" then means "done"
             else:
-                if result.fenced:
-                    self.on_fenced(result.fenced)
-                    log.warning("%d outcomes found their job no longer held by this worker (reaped or handed "
-                                "back meanwhile); left unchanged", result.fenced)
+                self._report_fenced(result.fenced, replay)
                 settlements, error = result.refused, result.error
             if not settlements:
                 break
@@ -89,6 +87,16 @@ class Settler:
             pause = min(pause * 2, 5.0)
         if failing:
             log.warning("job outcomes written again")
+
+    def _report_fenced(self, fenced: int, replay: bool) -> None:
+        if not fenced:
+            return
+        if replay:
+            log.info("%d outcomes were already written by an attempt whose reply was lost", fenced)
+            return
+        self.on_fenced(fenced)
+        log.warning("%d outcomes found their job no longer held by this worker (reaped or handed back "
+                    "meanwhile); left unchanged", fenced)
 
 
 def _group(batch: list[tuple[str, Any]]) -> list[Settlement]:

@@ -37,6 +37,18 @@ def hand_back_all(broker: Broker, worker_id: str, queues: Sequence[str]) -> int:
     return total
 
 
+def hand_back(broker: Broker, worker_id: str, queue: str, envelopes: list[bytes]) -> int:
+    """Return these jobs, taken but never started, to the head of their queue in their order.
+
+    On an error they stay in the processing list, for hand_back_all or the reaper.
+    """
+    try:
+        return broker.handback(queue, worker_id, [_handback(queue, e) for e in reversed(envelopes)])
+    except BrokerError as e:
+        log.warning("could not hand back %d jobs of queue %s yet: %s", len(envelopes), queue, e)
+        return 0
+
+
 def _handback(queue: str, envelope: bytes) -> Handback:
     """A processing entry made ready to go back; a graceful handback does not count as a run."""
     try:

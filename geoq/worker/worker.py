@@ -24,7 +24,7 @@ from geoq.worker.heartbeat import Heartbeat, new_worker_id
 from geoq.worker.reaper import Reaper
 from geoq.worker.scheduler import Scheduler
 from geoq.worker.settler import Settler
-from geoq.worker.shutdown import hand_back_all
+from geoq.worker.shutdown import hand_back, hand_back_all
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +149,9 @@ class Worker:
     # -- jobs ----------------------------------------------------------------------------------
 
     def _dispatch(self, queue: str, envelopes: list[bytes]) -> None:
-        if self.stop_requested.is_set():
-            return  # fetched while stopping: left in the processing list, handed back at the end
+        if self.stop_requested.is_set():  # fetched while stopping: straight back to the queue
+            gevent.spawn(hand_back, self.broker, self.id, queue, envelopes)
+            return
         self.held[queue].update(envelopes)
         prepared = [self.executor.prepare(queue, e) for e in envelopes]
         self.settler.mark(queue, [self.executor.running_state(p) for p in prepared if p.route is not None])

@@ -2,8 +2,10 @@
 -- Return a dead worker's processing list of one queue to the head of that queue, counting
 -- a delivery on each job; a job whose workers have died max_deliveries times goes to the dead set.
 -- KEYS[1] the dead worker's processing list, KEYS[2] ready list, KEYS[3] dead set,
--- KEYS[4] state hash, KEYS[5] the queue's worker set, KEYS[6] the dead set's trimmed counter
--- ARGV[1] max_deliveries, ARGV[2] dead max_jobs, ARGV[3] dead max_age seconds, ARGV[4] the dead worker's id
+-- KEYS[4] state hash, KEYS[5] the queue's worker set, KEYS[6] the dead set's trimmed counter,
+-- KEYS[7..] done-record keys, one per id in ARGV[6..] (the ids the caller read from the list)
+-- ARGV[1] max_deliveries, ARGV[2] dead max_jobs, ARGV[3] dead max_age seconds, ARGV[4] the dead worker's id,
+-- ARGV[5] keep seconds for done records (0: none), ARGV[6..] job ids, in the order of KEYS[7..]
 -- Returns: {jobs returned to ready, jobs dead-lettered}
 -- Invariant: each job moves exactly once, in one step; reaping a list twice finds it empty.
 -- The envelope header {"i":ID,"a":RUNS[,"d":DEATHS], is rewritten as text (runs and deaths + 1);
@@ -13,6 +15,9 @@
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local max_deliveries = tonumber(ARGV[1])
+local keep = tonumber(ARGV[5])
+local done_key = {}
+for i = 6, #ARGV do done_key[ARGV[i]] = KEYS[i + 1] end
 local returned, buried = 0, 0
 while true do
   local env = redis.call('RPOP', KEYS[1])
@@ -29,9 +34,14 @@ while true do
     local new = '{"i":"' .. id .. '","a":' .. runs .. ',"d":' .. deaths .. ',' .. rest
     if deaths >= max_deliveries then
       local err = 'its worker died during ' .. deaths .. ' runs'
-      redis.call('ZADD', KEYS[3], now, cjson.encode({id = id, reason = 'max_deliveries', error = err,
-        attempts = runs, died_at = now, envelope = new}))
+      local job_type = string.match(rest, '^"t":"([^"]*)"') or cjson.null
+      redis.call('ZADD', KEYS[3], now, cjson.encode({id = id, type = job_type, reason = 'max_deliveries',
+        error = err, attempts = runs, died_at = now, envelope = new}))
       redis.call('HDEL', KEYS[4], id)
+      if keep > 0 and done_key[id] then
+        redis.call('SET', done_key[id], cjson.encode({s = 'dead', a = runs, e = err, r = cjson.null,
+          x = 'max_deliveries'}), 'EX', keep)
+      end
       buried = buried + 1
     else
       redis.call('LPUSH', KEYS[2], new)

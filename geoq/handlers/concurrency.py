@@ -1,0 +1,22 @@
+"""Primitives the built-in handlers' connection pools share."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Any
+
+
+def bounded_semaphore(size: int) -> Any:
+    """gevent's semaphore in the monkeypatched worker, else threading's.
+
+    Patched, threading.Semaphore still works but its Condition probes its
+    own lock on every release, and each failed probe yields to the hub: two
+    hub round trips per request, measured as a third of the handler's CPU.
+    """
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("threading"):
+        from gevent.lock import BoundedSemaphore
+
+        return BoundedSemaphore(size)
+    return threading.BoundedSemaphore(size)
