@@ -108,15 +108,16 @@ def integer(minimum: int) -> Check:
     return check
 
 
-def duration(*, positive: bool) -> Check:
-    expected = f"a duration {'> 0' if positive else '>= 0'} such as 500ms, 30s, 5m"
+def duration(*, positive: bool, most: float | None = None) -> Check:
+    bound = f" and <= {most:g}s" if most is not None else ""
+    expected = f"a duration {'> 0' if positive else '>= 0'}{bound} such as 500ms, 30s, 5m"
 
     def check(value: Any) -> float:
         try:
             seconds = parse_duration(typed(value))
         except ValueError:
             raise Invalid(expected) from None
-        if positive and seconds <= 0:
+        if (positive and seconds <= 0) or (most is not None and seconds > most):
             raise Invalid(expected)
         return seconds
     return check
@@ -352,7 +353,10 @@ class WorkerConfig:
     dead_after: float = key(15.0, duration(positive=True), "a worker silent this long is dead; its jobs are requeued")
     max_deliveries: int = key(3, integer(1), "runs ended by a dying worker before the job is dead")
     max_payload: int = key(1048576, size(1024, "1kb"), "largest encoded job, checked on enqueue and fetch")
-    block_timeout: float = key(1.0, duration(positive=True), "how long an idle fetch blocks in Redis before re-checking")
+    # Bounded: a stop waits for a fetch blocked in Redis (cutting it short could leave a job
+    # moved into the processing list of a worker that has already deregistered).
+    block_timeout: float = key(1.0, duration(positive=True, most=10.0),
+                               "how long an idle fetch blocks in Redis before re-checking (at most 10s)")
 
 
 @dataclass(frozen=True, slots=True)

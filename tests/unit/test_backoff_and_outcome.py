@@ -65,3 +65,13 @@ def test_a_timeout_is_a_failure_that_is_retried():
 def test_the_retry_delay_follows_the_routes_backoff(attempt, ceiling):
     out = classify(job(attempt), route(10), ValueError("x"), rand=lambda: 1.0)
     assert out.delay == ceiling
+
+
+def test_weighted_queues_are_tried_first_in_proportion_to_their_weight():
+    from geoq.worker.fetcher import Fetcher
+
+    fetcher = Fetcher.__new__(Fetcher)  # only the ordering rule is under test: no Redis, no pool
+    fetcher.queues, fetcher.weights = ["a", "b"], [3.0, 1.0]
+    firsts = [fetcher._order()[0] for _ in range(20_000)]
+    assert 0.72 < firsts.count("a") / len(firsts) < 0.78
+    assert all(sorted(fetcher._order()) == ["a", "b"] for _ in range(100))
