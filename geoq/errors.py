@@ -6,10 +6,14 @@
     ├── InvalidJob             a job that cannot be built or decoded (bad id, not JSON, ...)
     ├── ResultTimeout          Client.result() waited longer than its timeout
     ├── JobDead                Client.result() for a job that ended in the dead list
-    └── BrokerError            Redis failed us (translated from redis-py at the broker edge)
-        ├── RedisUnavailable   refused, unreachable, timed out (CLI exit 3)
-        ├── RedisAuthError     authentication, ACL or certificate failure (CLI exit 2)
-        └── RedisFull          Redis refused a write (maxmemory, READONLY replica)
+    ├── BrokerError            Redis failed us (translated from redis-py at the broker edge)
+    │   ├── RedisUnavailable   refused, unreachable, timed out (CLI exit 3)
+    │   ├── RedisAuthError     authentication, ACL or certificate failure (CLI exit 2)
+    │   └── RedisFull          Redis refused a write (maxmemory, READONLY replica)
+    ├── admin.errors.CommandError   an admin command cannot do what was asked
+    │   ├── UsageError         bad arguments or input (CLI exit 2)
+    │   └── NotFound           what was asked for does not exist (CLI exit 1)
+    └── handlers.netguard.RefusedAddress   a URL's host is not allowed (the job fails at once)
 
 Handler signals are not errors of geoq but requests from a handler, so they
 derive from Exception directly and are caught by the executor:
