@@ -1,4 +1,4 @@
-"""`geoq-worker CONFIG [--concurrency N] [--queues a,b] [--processes N]`: parse, load, run, exit with a clear status.
+"""`geoq-worker CONFIG [--concurrency N] [--queues a,b] [--processes N]`: parse, load, run, exit clearly.
 
 Called by bin/geoq-worker after gevent.monkey.patch_all(); never import this
 module in a program that has not been patched.
@@ -129,8 +129,14 @@ def run_worker(config: Config, router: Router, parent: int | None = None) -> int
 
     current: list[Worker] = []
     orphaned = Event()
+
+    def stop_for_good() -> None:
+        orphaned.set()
+        if current:
+            current[0].signal_stop()
+
     if parent is not None:
-        gevent.spawn(watch_parent, parent, lambda: (orphaned.set(), current and current[-1].signal_stop()))
+        gevent.spawn(watch_parent, parent, stop_for_good)
     while not orphaned.is_set():  # a worker declared dead while stalled starts afresh under a new identity
         worker = Worker(config, router, metrics.hooks())
         current[:] = [worker]
@@ -147,7 +153,7 @@ def run_worker(config: Config, router: Router, parent: int | None = None) -> int
     return EXIT_OK
 
 
-def watch_parent(parent: int, stop: Callable[[], object]) -> None:
+def watch_parent(parent: int, stop: Callable[[], None]) -> None:
     """A child whose parent died without stopping it (SIGKILL) stops gracefully rather than run unwatched."""
     while os.getppid() == parent:
         gevent.sleep(PARENT_CHECK)

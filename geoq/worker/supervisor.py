@@ -5,7 +5,9 @@ bin/geoq-worker started afresh (the `command` given), never a fork of this
 process: forking a monkeypatched process that runs native threads copies locks
 held by threads that do not exist in the copy. The children run in sessions of
 their own, so a terminal's Ctrl-C or a signal to the process group reaches this
-parent only, and each child sees every stop signal exactly once, forwarded.
+parent only, and each child sees every stop signal exactly once, forwarded as
+SIGTERM (the worker treats both alike, and a child still importing would turn a
+SIGINT into a KeyboardInterrupt traceback).
 
     exit 0   every child stopped cleanly after SIGTERM / SIGINT
     exit 1   a child did not stop cleanly (killed, or crashed while stopping)
@@ -36,8 +38,8 @@ STABLE_AFTER = 30.0    # a child that lived this long starts the doubling over
 TICK = 0.2             # seconds between checks on the children; a signal wakes the loop at once
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # Exits that are clean during a stop: a child told to stop before it had set up
-# its handlers dies of the signal itself, holding no jobs.
-CLEAN_STOPS = frozenset({0, -signal.SIGTERM, -signal.SIGINT})
+# its handler dies of the signal itself, holding no jobs.
+CLEAN_STOPS = frozenset({0, -signal.SIGTERM})
 
 Command = Callable[[int], Sequence[str]]
 
@@ -97,8 +99,9 @@ class Supervisor:
                 log.info("%s: stopping %d worker processes gracefully", name, self._alive())
                 self.stopping = True
             else:
-                log.warning("%s again: worker processes interrupt their running jobs and hand them back", name)
-            self._send(signum)
+                log.warning("%s while stopping: worker processes interrupt their running jobs and hand them back",
+                            name)
+            self._send(signal.SIGTERM)
 
     def _stop_all(self, why: str) -> None:
         log.error("%s: stopping the other worker processes", why)
@@ -158,7 +161,7 @@ class Supervisor:
         """Set when the child starts again; the delay."""
         if time.monotonic() - child.started_at >= STABLE_AFTER:
             child.young_deaths = 0
-        delay = min(MAX_DELAY, FIRST_DELAY * 2 ** child.young_deaths)
+        delay = min(MAX_DELAY, FIRST_DELAY * 2.0 ** child.young_deaths)
         child.young_deaths += 1
         child.restart_at = time.monotonic() + delay
         return delay
