@@ -55,6 +55,8 @@ def test_the_dev_config_has_the_demo_routes_and_three_queues() -> None:
         "demo.noop": ("geoq.handlers.builtin:noop", "default"),
         "demo.sleep": ("geoq.handlers.builtin:sleep", "bulk"),
         "demo.fail": ("geoq.handlers.builtin:fail", "default"),
+        "email.send": ("geoq.handlers.smtp:send", "default"),
+        "http.fetch": ("geoq.handlers.http:fetch", "bulk"),
     }
 
 
