@@ -18,7 +18,7 @@ CONFIGS = sorted((Path(__file__).resolve().parents[2] / "config").glob("*.yaml")
 def test_a_shipped_config_builds_every_route(path):
     config = load_config(path, env={})
     ours = {t: r for t, r in config.routes.items() if r.handler.startswith("geoq.")}
-    assert len(ours) >= 3
+    assert ours, "a shipped config routes to at least one built-in handler"
     config = dataclasses.replace(config, routes=ours)
     router = build_router(config)
     assert sorted(router.types) == sorted(config.routes)
