@@ -86,3 +86,17 @@ def tmp_config(tmp_path: Path) -> MakeConfig:
         return path
 
     return make_config
+
+
+@pytest.fixture
+def ledger(redis_server: RedisServer) -> Iterator[tuple[str, redis.Redis]]:
+    """(url, client) of database 0, outside the queues', where test handlers record what ran.
+
+    Handlers in tests/support/handlers.py find it through GEOQ_TEST_LEDGER = the url.
+    """
+    client = redis_server.client(0)
+    client.flushdb()
+    try:
+        yield redis_server.url_for(0), client
+    finally:
+        client.close()

@@ -39,7 +39,6 @@ import http.client
 import functools
 import json
 import re
-import select
 import socket
 import ssl
 import threading
@@ -52,7 +51,7 @@ from typing import Any, Callable, Iterator, Mapping
 from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 from geoq.config.schema import Invalid, boolean, duration, integer, size
-from geoq.handlers.concurrency import bounded_semaphore
+from geoq.handlers.pools import bounded_semaphore, looks_open
 from geoq.errors import ConfigError, Fail, Retry
 from geoq.handlers.netguard import NetGuard, RefusedAddress
 from geoq.job import Job
@@ -323,7 +322,7 @@ class HostPool:
         """An idle connection the server has not closed, or None."""
         while self._idle:
             conn = self._idle.pop()
-            if _looks_open(conn):
+            if looks_open(conn.sock):
                 return conn
             conn.close()
         return None
@@ -342,17 +341,6 @@ class HostPool:
         while self._idle:
             self._idle.pop().close()
 
-
-def _looks_open(conn: http.client.HTTPConnection) -> bool:
-    """An idle keep-alive connection has nothing to read; a readable one was closed by the server."""
-    sock = conn.sock
-    if sock is None:
-        return False
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return False
-    return not readable
 
 
 class HostPools:

@@ -38,17 +38,15 @@ from __future__ import annotations
 import email.policy
 import email.utils
 import os
-import select
 import smtplib
 import ssl
-import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any, Callable, Iterator, Mapping
 
 from geoq.config.schema import Invalid, boolean, duration, integer
-from geoq.handlers.concurrency import bounded_semaphore
+from geoq.handlers.pools import bounded_semaphore, looks_open
 from geoq.errors import ConfigError, Fail, Retry
 from geoq.job import Job
 
@@ -332,7 +330,7 @@ class SmtpPool:
         """An idle connection the server has not closed, or None."""
         while self._idle:
             conn = self._idle.pop()
-            if _looks_open(conn):
+            if looks_open(conn.sock):
                 return conn
             _close(conn)
         return None
@@ -386,17 +384,6 @@ class SmtpPool:
         while self._idle:
             _close(self._idle.pop())
 
-
-def _looks_open(conn: smtplib.SMTP) -> bool:
-    """An idle connection has nothing to read; a readable one was closed (or sent 421) by the server."""
-    sock = conn.sock
-    if sock is None:
-        return False
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return False
-    return not readable
 
 
 def _close(conn: smtplib.SMTP) -> None:

@@ -6,7 +6,7 @@ import dataclasses
 import json
 import subprocess
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 import redis
@@ -77,12 +77,3 @@ def bury(redis_client: redis.Redis) -> Callable[..., Job]:
 def now(redis_client: redis.Redis) -> Callable[[], float]:
     """Redis server time, the clock dead records are scored by."""
     return lambda: redis_now(redis_client)
-
-
-@pytest.fixture
-def ledger(redis_server: Any) -> Iterator[tuple[str, redis.Redis]]:
-    """Database 0, outside the queue's, where test handlers record what ran."""
-    client = redis_server.client(0)
-    client.flushdb()
-    yield redis_server.url_for(0), client
-    client.close()

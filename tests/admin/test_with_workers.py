@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import collections
 import json
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import threading
 import geoq
 from geoq.broker import keys
 from tests.admin.helpers import GEOQ, cli_env, run_geoq
+from tests.support.handlers import ledger_counts
 from tests.support.admin_handlers import BREAK, RELEASE
 from tests.support.keyspace import assert_settled
 from tests.support.waiting import wait_until
@@ -24,9 +24,6 @@ ROUTES = {
     "t.ok": {"handler": "tests.support.handlers:ok"},
 }
 
-
-def counts(ledger_client, what):
-    return collections.Counter(x.decode() for x in ledger_client.lrange(f"ledger:{what}", 0, -1))
 
 
 def flow(client, fresh, problems):
@@ -118,14 +115,14 @@ def test_dead_retry_all_while_two_workers_run_and_new_jobs_flow_runs_every_dead_
         assert [p.returncode for p in admins] == [0, 0], [err for _, err in outs]
         retried = [set(json.loads(out)["ids"]) for out, _ in outs]
         assert not retried[0] & retried[1] and retried[0] | retried[1] == set(broken)
-        wait_until(lambda: sum(counts(ledger_client, "succeeded").values()) == 1300, timeout=30,
+        wait_until(lambda: sum(ledger_counts(ledger_client, "succeeded").values()) == 1300, timeout=30,
                    message="not every retried and new job succeeded")
         stats = cli_json(config, "stats")
         assert len(stats["workers"]) == 2 and all(w["concurrency"] == 100 for w in stats["workers"])
         assert w1.stop() == 0, w1.log()
         assert w2.stop() == 0, w2.log()
 
-    succeeded, failed = counts(ledger_client, "succeeded"), counts(ledger_client, "failed")
+    succeeded, failed = ledger_counts(ledger_client, "succeeded"), ledger_counts(ledger_client, "failed")
     assert set(succeeded) == set(broken) | set(fresh) and set(succeeded.values()) == {1}
     assert set(failed) == set(broken) and set(failed.values()) == {1}
     assert len(fresh) == 1000

@@ -8,6 +8,7 @@ import time
 import pytest
 
 import geoq
+from tests.support.handlers import ledger_counts
 from tests.support.keyspace import assert_settled, places
 from tests.support.waiting import wait_until
 from tests.support.worker_process import WorkerProcess, write_config
@@ -20,18 +21,6 @@ ROUTES = {
 }
 
 
-@pytest.fixture
-def ledger(redis_server):
-    """A second database, outside the queue's, where test handlers record what ran."""
-    db = 0  # tests never use db 0 for queues
-    client = redis_server.client(db)
-    client.flushdb()
-    yield redis_server.url_for(db), client
-    client.close()
-
-
-def counts(client, what):
-    return collections.Counter(x.decode() for x in client.lrange(f"ledger:{what}", 0, -1))
 
 
 def test_ten_thousand_mixed_jobs_are_all_accounted_for(redis_url, redis_client, ledger, tmp_path):
@@ -48,14 +37,14 @@ def test_ten_thousand_mixed_jobs_are_all_accounted_for(redis_url, redis_client, 
     with WorkerProcess(config, env={"GEOQ_TEST_LEDGER": ledger_url}) as worker:
         wait_until(lambda: places(redis_client, ["default"]).total("dead") == 2500, timeout=120,
                    message="the always-failing jobs did not all reach the dead list")
-        wait_until(lambda: sum(counts(ledger_client, "succeeded").values()) == 7500, timeout=60,
+        wait_until(lambda: sum(ledger_counts(ledger_client, "succeeded").values()) == 7500, timeout=60,
                    message="not every succeeding job succeeded")
         assert worker.stop() == 0, worker.log()
 
-    succeeded = counts(ledger_client, "succeeded")
+    succeeded = ledger_counts(ledger_client, "succeeded")
     expected = set(by_kind["t.ok"]) | set(by_kind["sleep"]) | set(by_kind["t.flaky"])
     assert set(succeeded) == expected and all(n == 1 for n in succeeded.values())
-    failed = counts(ledger_client, "failed")
+    failed = ledger_counts(ledger_client, "failed")
     assert collections.Counter(failed[i] for i in by_kind["t.flaky"]) == {2: 2500}
     assert all(failed[i] == 3 for i in by_kind["t.broken"])
     settled = assert_settled(redis_client, ["default"])

@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import geoq
 from geoq import job as jobs
 from tests.metrics.conftest import get
+from tests.support.handlers import ledger_counts
 from tests.support.keyspace import assert_settled, places
 from tests.support.ports import free_port
 from tests.support.waiting import wait_until
@@ -27,17 +28,6 @@ TWO = ["--processes", "2"]
 FAST_LIVENESS = {"heartbeat": "1s", "dead_after": "3s"}
 
 
-@pytest.fixture
-def ledger(redis_server):
-    """Database 0, outside the queues', where test handlers record what ran."""
-    client = redis_server.client(0)
-    client.flushdb()
-    yield redis_server.url_for(0), client
-    client.close()
-
-
-def succeeded(ledger_client: redis.Redis) -> collections.Counter[str]:
-    return collections.Counter(x.decode() for x in ledger_client.lrange("ledger:succeeded", 0, -1))
 
 
 def log_of(worker: WorkerProcess) -> str:
@@ -91,12 +81,12 @@ def test_two_processes_share_the_work_and_each_serves_metrics_on_its_own_port(
     with WorkerProcess(config, TWO, env={"GEOQ_TEST_LEDGER": ledger_url}) as parent:
         two_children(redis_client, parent.pid)  # both block on the queue before the jobs arrive
         ids = {j.id for j in geoq.Client(redis_url).enqueue_many([("t.ok", {"sleep": 0.01})] * 2000)}
-        wait_until(lambda: len(succeeded(ledger_client)) == 2000, timeout=30, message="not every job succeeded")
+        wait_until(lambda: len(ledger_counts(ledger_client)) == 2000, timeout=30, message="not every job succeeded")
         totals = wait_until(lambda: (t := [succeeded_total(port), succeeded_total(port + 1)]) and sum(t) == 2000
                             and t, timeout=10, message="the two endpoints do not add up to 2000 jobs")
         assert all(t > 0 for t in totals), totals
         assert parent.stop() == 0, log_of(parent)
-    assert set(succeeded(ledger_client)) == ids
+    assert set(ledger_counts(ledger_client)) == ids
     assert_settled(redis_client, ["default"])
     assert registered(redis_client) == {}
 
@@ -115,7 +105,7 @@ def test_a_child_killed_while_it_holds_jobs_is_restarted_and_its_jobs_run_again(
                    message="the killed child was not restarted")
         wait_until(lambda: victim not in registered(redis_client), timeout=15,
                    message="the killed child's registration was not reaped")
-        wait_until(lambda: set(succeeded(ledger_client)) == ids, timeout=30, message="not every job succeeded")
+        wait_until(lambda: set(ledger_counts(ledger_client)) == ids, timeout=30, message="not every job succeeded")
         assert parent.stop() == 0, log_of(parent)
     log = log_of(parent)
     assert f"(pid {before[victim]['pid']}) was killed by signal SIGKILL; restarting it in" in log, log
@@ -135,7 +125,7 @@ def test_sigterm_to_the_parent_lets_every_child_finish_its_jobs_and_exit_0(
         wait_until(lambda: all(held_by(redis_client, w) for w in workers), timeout=10,
                    message="both children should hold jobs")
         assert parent.stop() == 0, log_of(parent)
-    assert succeeded(ledger_client) == collections.Counter({i: 1 for i in ids})
+    assert ledger_counts(ledger_client) == collections.Counter({i: 1 for i in ids})
     assert log_of(parent).count("has stopped") == 2
     assert_settled(redis_client, ["default"])
     assert registered(redis_client) == {}

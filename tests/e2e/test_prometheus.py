@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import geoq
 from tests.metrics.conftest import get, sample
+from tests.support.handlers import ledger_counts
 from tests.support.keyspace import places
 from tests.support.ports import free_port
 from tests.support.waiting import wait_until
@@ -32,17 +33,6 @@ ROUTES = {
 }
 
 
-@pytest.fixture
-def ledger(redis_server):
-    """Database 0, outside the queues', where test handlers record what ran."""
-    client = redis_server.client(0)
-    client.flushdb()
-    yield redis_server.url_for(0), client
-    client.close()
-
-
-def ledger_counts(client, what: str) -> collections.Counter[str]:
-    return collections.Counter(x.decode() for x in client.lrange(f"ledger:{what}", 0, -1))
 
 
 def worker_config(tmp_path: Path, redis_url: str, port: int) -> Path:

@@ -6,6 +6,7 @@ The ledger is a Redis database named by the GEOQ_TEST_LEDGER environment variabl
 
 from __future__ import annotations
 
+import collections
 import os
 import time
 from typing import Any
@@ -69,3 +70,8 @@ def started(job: Job) -> None:
 def record_order(job: Job) -> None:
     ledger().rpush("ledger:order", job.payload["queue"])
     _record(job, "succeeded")
+
+
+def ledger_counts(client: redis.Redis, what: str = "succeeded") -> collections.Counter[str]:
+    """How many times each job id was recorded under ledger:<what> (read by tests)."""
+    return collections.Counter(x.decode() for x in client.lrange(f"ledger:{what}", 0, -1))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import select
+import socket
 import sys
 import threading
 from typing import Any
@@ -20,3 +22,17 @@ def bounded_semaphore(size: int) -> Any:
 
         return BoundedSemaphore(size)
     return threading.BoundedSemaphore(size)
+
+
+def looks_open(sock: socket.socket | None) -> bool:
+    """An idle pooled connection has nothing to read; a readable one was closed by the server.
+
+    A zero-timeout select costs no round trip, unlike a protocol-level probe.
+    """
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable
