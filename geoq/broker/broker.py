@@ -264,16 +264,3 @@ class Broker:
     def load_scripts(self) -> None:
         with redis_errors("script load"):
             self.scripts.load(self.client)
-
-    def depths(self, queues: Sequence[str]) -> dict[str, dict[str, int]]:
-        """ready / scheduled / dead counts per queue, one round trip (processing counted by callers)."""
-        pipe = self.client.pipeline(transaction=False)
-        for queue in queues:
-            k = keys.queue_keys(queue)
-            pipe.llen(k.ready)
-            pipe.zcard(k.scheduled)
-            pipe.zcard(k.dead)
-        with redis_errors("depths"):
-            replies = pipe.execute()
-        return {q: {"ready": replies[3 * i], "scheduled": replies[3 * i + 1], "dead": replies[3 * i + 2]}
-                for i, q in enumerate(queues)}
