@@ -1,7 +1,17 @@
-"""Translation of redis-py's exceptions into geoq's tree, at the broker's edge."""
+"""Translation of redis-py's exceptions into geoq's tree, at the broker's edge.
+
+A failover in progress (a Sentinel or Cluster master being replaced) shows up
+as CLUSTERDOWN, MASTERDOWN, TRYAGAIN, UNBLOCKED (a blocked command cut short
+when its server became a replica) or a connection error: all are
+RedisUnavailable, which every caller waits out. READONLY (a write reached a
+replica) and OOM are RedisFull. redis-py's cluster client raises some errors
+outside its RedisError tree (no reachable node, an uncovered slot); they are
+translated too, by what caused them.
+"""
 
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -10,21 +20,35 @@ import redis.exceptions as rex
 from geoq.errors import BrokerError, RedisAuthError, RedisFull, RedisUnavailable
 
 _AUTH_WORDS = ("NOAUTH", "WRONGPASS", "NOPERM", "invalid username-password", "certificate verify failed",
-               "Authentication required", "CERTIFICATE_VERIFY_FAILED")
-_FULL_WORDS = ("OOM", "READONLY", "UNBLOCKED", "MASTERDOWN", "LOADING")
+               "Authentication required", "CERTIFICATE_VERIFY_FAILED", "no permissions",
+               # TLS alerts: the server refused our certificate (unknown CA, bad, missing, revoked ...)
+               "ALERT_UNKNOWN_CA", "ALERT_BAD_CERTIFICATE", "ALERT_CERTIFICATE_REQUIRED",
+               "ALERT_CERTIFICATE_UNKNOWN", "ALERT_CERTIFICATE_REVOKED", "ALERT_CERTIFICATE_EXPIRED",
+               "ALERT_ACCESS_DENIED")
+_FULL_WORDS = ("OOM", "READONLY", "LOADING")
+_FAILOVER_WORDS = ("UNBLOCKED", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN")
+_PIPELINE_NOTE = re.compile(r"^Command # \d+ \(.*?\) of pipeline caused error: ")
+_AUTH_TYPES = (rex.AuthenticationError, rex.AuthorizationError, rex.NoPermissionError)
+_FAILOVER_TYPES = (rex.ClusterDownError, rex.TryAgainError)   # MASTERDOWN is a ClusterDownError
 
 
-def translate(error: Exception, op: str) -> BrokerError:
+def translate(error: BaseException, op: str) -> BrokerError:
     """The geoq error for a redis-py error raised during `op` (one line, no secrets)."""
-    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    text = _first_line(error)
     message = f"redis {op}: {text}"
-    if isinstance(error, (rex.AuthenticationError, rex.AuthorizationError, rex.NoPermissionError)):
+    if isinstance(error, rex.RedisClusterException) and not isinstance(error, rex.RedisError):
+        return _cluster_client(error, message)
+    if isinstance(error, _AUTH_TYPES):
         return RedisAuthError(message)
     if isinstance(error, (rex.ReadOnlyError, rex.OutOfMemoryError, rex.BusyLoadingError)):
         return RedisFull(message)
+    if isinstance(error, _FAILOVER_TYPES):
+        return RedisUnavailable(message)
     if isinstance(error, (rex.ConnectionError, rex.TimeoutError)):
         if any(word in text for word in _AUTH_WORDS):
             return RedisAuthError(message)
+        return RedisUnavailable(message)
+    if any(text.startswith(word) for word in _FAILOVER_WORDS):
         return RedisUnavailable(message)
     if any(text.startswith(word) for word in _FULL_WORDS):
         return RedisFull(message)
@@ -33,12 +57,38 @@ def translate(error: Exception, op: str) -> BrokerError:
     return BrokerError(message)
 
 
+def _cluster_client(error: BaseException, message: str) -> BrokerError:
+    """An error of redis-py's cluster client itself: judged by the server error behind it, if any."""
+    for cause in _causes(error):
+        if isinstance(cause, _AUTH_TYPES) or any(word in _first_line(cause) for word in _AUTH_WORDS):
+            detail = _first_line(cause) if cause is not error else ""
+            return RedisAuthError(f"{message} ({detail})" if detail and detail not in message else message)
+    if isinstance(error, rex.SlotNotCoveredError) or "cannot be connected" in message:
+        return RedisUnavailable(message)
+    return BrokerError(message)
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _first_line(error: BaseException) -> str:
+    """The error's own words: without redis-py's pipeline note, which quotes the command (a payload)."""
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return _PIPELINE_NOTE.sub("", text, count=1)
+
+
 @contextmanager
 def redis_errors(op: str) -> Iterator[None]:
     """Raise geoq's BrokerError subclasses instead of redis-py's, naming the operation."""
     try:
         yield
-    except rex.RedisError as e:
+    except (rex.RedisError, rex.RedisClusterException) as e:
         raise translate(e, op) from e
     except OSError as e:  # a socket error redis-py did not wrap
         raise RedisUnavailable(f"redis {op}: {e}") from e

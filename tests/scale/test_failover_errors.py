@@ -1,0 +1,87 @@
+"""What a failover looks like to the broker: each answer of a master being replaced is a BrokerError
+that callers wait out, never an unknown redis-py exception."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import redis.exceptions as rex
+
+import geoq
+from geoq.broker.broker import Broker
+from geoq.broker.connection import connect
+from geoq.broker.errors import translate
+from geoq.config import default_config
+from geoq.errors import BrokerError, RedisAuthError, RedisFull, RedisUnavailable
+from tests.support.redis_server import RedisServer
+from tests.support.waiting import wait_until
+
+
+@pytest.fixture
+def pair():
+    """Two plain servers: the first will be turned into a replica of the second."""
+    with RedisServer() as old, RedisServer() as new:
+        yield old, new
+
+
+def test_a_blocking_fetch_cut_short_by_a_demotion_is_redis_unavailable(pair):
+    old, new = pair
+    broker = Broker(connect(default_config(old.url).redis))
+    blocking = connect(default_config(old.url).redis, read_timeout=10)
+    raised: list[BaseException] = []
+
+    def fetch() -> None:
+        try:
+            # One job: its BLMOVE reads the UNBLOCKED answer itself (with more, the LMOVEs behind it
+            # meet the connection Redis closes right after, the same RedisUnavailable).
+            broker.fetch(blocking, "default", "w1", 1, block=8)
+        except BaseException as e:  # handed to the test thread
+            raised.append(e)
+
+    thread = threading.Thread(target=fetch)
+    thread.start()
+    admin = old.client()
+    wait_until(lambda: admin.info("clients")["blocked_clients"] == 1, timeout=5, message="the fetch blocked")
+    admin.replicaof(new.host, new.port)  # Redis unblocks it: UNBLOCKED ... (master -> replica?)
+    thread.join(10)
+    assert len(raised) == 1 and isinstance(raised[0], RedisUnavailable), raised
+    assert "UNBLOCKED" in str(raised[0]) and "\n" not in str(raised[0])
+
+
+def test_a_write_to_a_demoted_master_is_redis_full_readonly(pair):
+    old, new = pair
+    old.client().replicaof(new.host, new.port)
+    with geoq.Client(old.url) as producer:
+        with pytest.raises(RedisFull, match="read only replica"):
+            producer.enqueue("t.ok", {})
+
+
+@pytest.mark.parametrize("error, expected", [
+    (rex.ClusterDownError("The cluster is down"), RedisUnavailable),
+    (rex.MasterDownError("Link with MASTER is down and replica-serve-stale-data is set to 'no'."), RedisUnavailable),
+    (rex.TryAgainError("Multiple keys request during rehashing of slot"), RedisUnavailable),
+    (rex.ResponseError("UNBLOCKED force unblock from blocking operation, instance state changed"), RedisUnavailable),
+    (rex.ConnectionError("The previous master is now a slave"), RedisUnavailable),
+    (rex.ReadOnlyError("You can't write against a read only replica."), RedisFull),
+    (rex.SlotNotCoveredError('Slot "12" is not covered by the cluster.'), RedisUnavailable),
+    (rex.RedisClusterException("Redis Cluster cannot be connected. Please provide at least one reachable node: "
+                               "Error 111 connecting to 127.0.0.1:7000. Connection refused."), RedisUnavailable),
+    (rex.ResponseError("NOPERM this user has no permissions to run the 'cluster|slots' command"), RedisAuthError),
+    (rex.ConnectionError("Error while reading: [SSL: TLSV1_ALERT_UNKNOWN_CA] tlsv1 alert unknown ca"), RedisAuthError),
+    (rex.RedisClusterException("EVALSHA - all keys must map to the same key slot"), BrokerError),
+])
+def test_failover_and_cluster_client_errors_translate_to_one_line_geoq_errors(error, expected):
+    translated = translate(error, "fetch")
+    assert type(translated) is expected and str(translated).startswith("redis fetch: ")
+
+
+def test_a_cluster_client_error_caused_by_a_refused_login_is_an_auth_error():
+    try:
+        try:
+            raise rex.NoPermissionError("this user has no permissions to run the 'cluster|slots' command")
+        except rex.ResponseError:
+            raise rex.RedisClusterException("Cluster mode is not enabled on this node")
+    except rex.RedisClusterException as e:
+        translated = translate(e, "ping")
+    assert isinstance(translated, RedisAuthError) and "cluster|slots" in str(translated)
