@@ -50,13 +50,13 @@ class WorkerProcess:
     """bin/geoq-worker as a subprocess, with bench/ importable for bench-only handlers."""
 
     def __init__(self, redis_url: str, routes: Mapping[str, Any], concurrency: int,
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None, args: Sequence[str] = ()) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="geoq-bench-worker-"))
         config = write_config(self.dir / "worker.yaml", redis_url, routes, concurrency)
         self.log_path = self.dir / "worker.log"
         full_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(BENCH)]), **(env or {})}
         with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen([sys.executable, str(WORKER), str(config)], env=full_env,
+            self.proc = subprocess.Popen([sys.executable, str(WORKER), str(config), *args], env=full_env,
                                          stdout=log, stderr=subprocess.STDOUT)
 
     @property
