@@ -97,8 +97,11 @@ class Registry:
                 return True
         return False
 
-    def reap(self, queue: str, worker_id: str, max_deliveries: int, retention: Retention) -> tuple[int, int]:
-        """Return a dead worker's jobs of one queue to the head of its ready list: (returned, dead-lettered)."""
+    def reap(self, queue: str, worker_id: str, max_deliveries: int, retention: Retention) -> tuple[int, list[str]]:
+        """Return a dead worker's jobs of one queue to the head of its ready list.
+
+        Returns how many went back, and the type of each job dead-lettered instead ('' if unknown).
+        """
         k = keys.queue_keys(queue)
         with redis_errors("reap"):  # a dead worker's list no longer changes: its ids name the done keys
             held = self.client.lrange(k.processing(worker_id), 0, -1)
@@ -109,7 +112,7 @@ class Registry:
                      int(retention.keep), *ids])
         with redis_errors("reap"):
             (reply,) = run(self.client, self.scripts, [call])
-        return int(reply[0]), int(reply[1])
+        return int(reply[0]), [t.decode() if isinstance(t, bytes) else str(t) for t in reply[2:]]
 
     def forget(self, worker_id: str) -> None:
         """Drop a reaped worker's description; when it wakes up it finds itself unregistered."""

@@ -135,7 +135,8 @@ class Metrics:
         from geoq.worker.worker import Hooks  # the worker does not depend on metrics; only this call does
 
         return Hooks(on_redis_error=self.redis_error, on_batch=self.batch, on_start=self.start,
-                     on_outcome=self.outcome, on_fenced=self.fenced_outcomes, on_reaped=self.reaped_jobs)
+                     on_outcome=self.outcome, on_fenced=self.fenced_outcomes, on_reaped=self.reaped_jobs,
+                     on_buried=self.dead_on_arrival)
 
     def watch_depths(self, broker: "Broker", *, timeout: float = 1.0) -> None:
         """Report geoq_queue_depth, read from Redis through `broker` at each scrape (none until then)."""
@@ -161,7 +162,8 @@ class Metrics:
         self._duration(job_type, queue).observe(max(0.0, duration))
 
     def dead_on_arrival(self, queue: str, job_type: str | None) -> None:
-        """A fetched job buried without running (undecodable, not a job, unknown type, oversize)."""
+        """A job buried without a run of its own ending: undecodable, not a job, unknown type, oversize,
+        or dead after max_deliveries worker deaths (counted by the reaper that buried it)."""
         self._job_counter(self.type_label(job_type), self.queue_label(queue), "dead").inc()
 
     def observe_start(self, job: Job, now: float | None = None) -> None:

@@ -26,11 +26,13 @@ class Reaper:
     def __init__(self, registry: Registry, worker_id: str, queues: Sequence[str], *, interval: float,
                  grace: float, max_deliveries: int, retention: Retention,
                  on_reaped: Callable[[int], None] | None = None,
+                 on_buried: Callable[[str, str | None], None] | None = None,
                  on_error: Callable[[str], None] | None = None) -> None:
         self.registry, self.worker_id, self.queues = registry, worker_id, list(queues)
         self.interval, self.grace = interval, grace
         self.max_deliveries, self.retention = max_deliveries, retention
         self.on_reaped = on_reaped or (lambda n: None)
+        self.on_buried = on_buried or (lambda queue, job_type: None)
         self.on_error = on_error or (lambda op: None)
         self._silent_since: dict[str, float] = {}
 
@@ -69,9 +71,12 @@ class Reaper:
                 if w in silent and now - self._silent_since[w] >= self.grace]
 
     def _reap(self, worker_id: str, queue: str) -> int:
-        returned, buried = self.registry.reap(queue, worker_id, self.max_deliveries, self.retention)
+        returned, buried_types = self.registry.reap(queue, worker_id, self.max_deliveries, self.retention)
+        buried = len(buried_types)
         if returned or buried:
             log.warning("worker %s is dead: %d jobs of queue %s returned to the queue, %d dead-lettered "
                         "after %d deliveries", worker_id, returned, queue, buried, self.max_deliveries)
         self.on_reaped(returned + buried)
+        for job_type in buried_types:  # a run ended by its worker's death, for the last time: dead
+            self.on_buried(queue, job_type or None)
         return returned + buried

@@ -41,6 +41,7 @@ class Hooks:
     on_outcome: Callable[..., None] | None = None
     on_fenced: Callable[[int], None] | None = None
     on_reaped: Callable[[int], None] | None = None
+    on_buried: Callable[[str, str | None], None] | None = None   # (queue, type): dead after max_deliveries
 
 
 class Worker:
@@ -73,7 +74,8 @@ class Worker:
                                    on_fenced=self._fenced, on_error=hooks.on_redis_error)
         self.reaper = Reaper(self.registry, self.id, self.queues, interval=w.heartbeat / 2,
                              grace=w.heartbeat + 1.0, max_deliveries=w.max_deliveries, retention=retention,
-                             on_reaped=hooks.on_reaped, on_error=hooks.on_redis_error)
+                             on_reaped=hooks.on_reaped, on_buried=hooks.on_buried,
+                             on_error=hooks.on_redis_error)
         self.stop_requested = Event()
         self.hurry = Event()
         self.outcome = STOPPED

@@ -267,3 +267,12 @@ def test_each_outcome_is_one_json_object_with_the_job_fields_and_no_payload() ->
         assert (r["id"], r["type"], r["queue"], r["attempt"]) == ("default:x", "t.ok", "default", 2)
     assert [r["duration"] for r in records] == [0.25, 0.5, 1.5]
     assert records[1]["delay"] == 4.0 and records[2]["reason"] == "max_retries"
+
+
+def test_a_job_the_reaper_buries_after_max_deliveries_counts_as_dead_under_its_type(metrics: Metrics) -> None:
+    hooks = metrics.hooks()
+    hooks.on_buried("default", "t.ok")
+    hooks.on_buried("default", None)   # an envelope whose type the reaper could not read
+    text = scrape(metrics)
+    assert sample(text, "geoq_jobs_total", type="t.ok", queue="default", outcome="dead") == 1
+    assert sample(text, "geoq_jobs_total", type=UNKNOWN, queue="default", outcome="dead") == 1

@@ -6,7 +6,7 @@
 -- KEYS[7..] done-record keys, one per id in ARGV[6..] (the ids the caller read from the list)
 -- ARGV[1] max_deliveries, ARGV[2] dead max_jobs, ARGV[3] dead max_age seconds, ARGV[4] the dead worker's id,
 -- ARGV[5] keep seconds for done records (0: none), ARGV[6..] job ids, in the order of KEYS[7..]
--- Returns: {jobs returned to ready, jobs dead-lettered}
+-- Returns: {jobs returned to ready, jobs dead-lettered, then the type of each dead-lettered job ('' if unknown)}
 -- Invariant: each job moves exactly once, in one step; reaping a list twice finds it empty.
 -- The envelope header {"i":ID,"a":RUNS[,"d":DEATHS], is rewritten as text (runs and deaths + 1);
 -- the payload is never decoded. Bytes without that header go back untouched, for the
@@ -19,6 +19,7 @@ local keep = tonumber(ARGV[5])
 local done_key = {}
 for i = 6, #ARGV do done_key[ARGV[i]] = KEYS[i + 1] end
 local returned, buried = 0, 0
+local buried_types = {}
 while true do
   local env = redis.call('RPOP', KEYS[1])
   if not env then break end
@@ -43,6 +44,7 @@ while true do
           x = 'max_deliveries'}), 'EX', keep)
       end
       buried = buried + 1
+      buried_types[#buried_types + 1] = string.match(rest, '^"t":"([^"]*)"') or ''
     else
       redis.call('LPUSH', KEYS[2], new)
       redis.call('HSET', KEYS[4], id, 'q|' .. runs .. '||worker died while running the job')
@@ -56,4 +58,6 @@ if buried > 0 then
   if trimmed > 0 then redis.call('INCRBY', KEYS[6], trimmed) end
 end
 redis.call('SREM', KEYS[5], ARGV[4])
-return {returned, buried}
+local out = {returned, buried}
+for _, t in ipairs(buried_types) do out[#out + 1] = t end
+return out
