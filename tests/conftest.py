@@ -22,6 +22,7 @@ import pytest
 import redis
 import yaml
 
+from tests.support.ledger import Ledger
 from tests.support.redis_server import RedisServer
 
 pytest_plugins = ["tests.support.no_skips"]
@@ -89,14 +90,15 @@ def tmp_config(tmp_path: Path) -> MakeConfig:
 
 
 @pytest.fixture
-def ledger(redis_server: RedisServer) -> Iterator[tuple[str, redis.Redis]]:
-    """(url, client) of database 0, outside the queues', where test handlers record what ran.
+def ledger(redis_server: RedisServer) -> Iterator[Ledger]:
+    """Database 0 of the session server, outside the queues', where test handlers record what ran.
 
-    Handlers in tests/support/handlers.py find it through GEOQ_TEST_LEDGER = the url.
+    Handlers find it through GEOQ_TEST_LEDGER (ledger.env); it unpacks as ``url, client`` too.
+    Queues never use it, and no test breaks the session server.
     """
     client = redis_server.client(0)
     client.flushdb()
     try:
-        yield redis_server.url_for(0), client
+        yield Ledger(redis_server.url_for(0), client)
     finally:
         client.close()

@@ -151,7 +151,7 @@ def test_a_second_sigterm_is_forwarded_so_children_skip_their_grace_and_hand_job
 
 def test_a_child_whose_parent_is_killed_stops_by_itself(redis_url, redis_client, ledger, tmp_path):
     config = write_config(tmp_path / "w.yaml", redis_url, ROUTES)
-    with WorkerProcess(config, TWO, env={"GEOQ_TEST_LEDGER": ledger[0]}) as parent:
+    with WorkerProcess(config, TWO, env=ledger.env) as parent:
         two_children(redis_client, parent.pid)
         parent.kill()
         wait_until(lambda: registered(redis_client) == {}, timeout=15,

@@ -9,16 +9,15 @@ scheduled or in any processing list) that is "nothing lost".
 
 from __future__ import annotations
 
-import collections
 import itertools
 import json
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import pytest
 import redis
 
-from tests.support import fault_handlers
+from tests.support.ledger import Ledger
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import wait_until
 from tests.support.worker_process import WorkerProcess, write_config
@@ -31,58 +30,6 @@ ROUTES: dict[str, Any] = {
     "f.hog": {"handler": f"{H}:hog"},
     "f.hold": {"handler": f"{H}:hold"},
 }
-
-
-class Ledger:
-    """What the handlers recorded, read from outside the queue under test."""
-
-    def __init__(self, url: str, client: redis.Redis) -> None:
-        self.url, self.client = url, client
-
-    def _ids(self, key: str) -> collections.Counter[str]:
-        return collections.Counter(_text(x) for x in self.client.lrange(key, 0, -1))
-
-    def started(self) -> collections.Counter[str]:
-        return self._ids(fault_handlers.STARTED)
-
-    def succeeded(self) -> collections.Counter[str]:
-        return self._ids(fault_handlers.SUCCEEDED)
-
-    def count(self, what: str = "succeeded") -> int:
-        return int(self.client.llen(f"ledger:{what}"))
-
-    def set(self, flag: str) -> None:
-        self.client.set(f"ledger:{flag}", "1")
-
-    def wait_for(self, n: int, what: str = "succeeded", timeout: float = 30.0) -> None:
-        wait_until(lambda: self.count(what) >= n, timeout=timeout, message=f"{n} jobs recorded as {what}")
-
-    def assert_accounted_for(self, expected: Iterable[str], in_flight_at_fault: int,
-                             never_complete: Iterable[str] = ()) -> int:
-        """Every expected job completed, nothing else ran; the number of duplicate completions.
-
-        Jobs in `never_complete` (a poison job) may have started but must not have completed.
-        """
-        expected, never = set(expected), set(never_complete)
-        done = self.succeeded()
-        missing = expected - set(done)
-        assert not missing, f"{len(missing)} jobs never completed, e.g. {sorted(missing)[:5]}"
-        assert not never & set(done), f"jobs that cannot complete did: {sorted(never & set(done))}"
-        unknown = (set(done) | set(self.started())) - expected - never
-        assert not unknown, f"jobs nobody enqueued ran: {sorted(unknown)[:5]}"
-        duplicates = sum(n - 1 for n in done.values())
-        assert duplicates <= in_flight_at_fault, (
-            f"{duplicates} duplicate completions, more than the {in_flight_at_fault} jobs in flight at the fault")
-        return duplicates
-
-
-@pytest.fixture
-def ledger(redis_server: RedisServer) -> Iterator[Ledger]:
-    """Database 0 of the session server: queues never use it, and the tests never break that server."""
-    client = redis_server.client(0)
-    client.flushdb()
-    yield Ledger(redis_server.url_for(0), client)
-    client.close()
 
 
 class Workers:

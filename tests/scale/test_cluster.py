@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import geoq
-from tests.scale.conftest import PASSWORD, ROUTES, Ledger, readme_acl_line
+from tests.scale.conftest import PASSWORD, ROUTES, readme_acl_line
+from tests.support.ledger import Ledger
 from tests.support.cluster import LocalCluster
 from tests.support.cluster_keyspace import assert_settled, master_port_of_slot, places, queue_key_names, slot
 from tests.support.waiting import wait_until

@@ -60,15 +60,6 @@ def admin(server) -> Iterator[redis.Redis]:
 
 
 
-@pytest.fixture
-def ledger(redis_server) -> Iterator[tuple[str, redis.Redis]]:
-    """(url, client) of the session server's db 0: the tests' shared ledger, which tests/scale/conftest.py
-    replaces with a Ledger object for the cluster tests; these tests want the plain form."""
-    client = redis_server.client(0)
-    client.flushdb()
-    yield redis_server.url_for(0), client
-    client.close()
-
 
 def redis_section(server: RedisServer, certs: Certs, **changes: Any) -> dict[str, Any]:
     tls = {"ca_file": str(certs.ca), "cert_file": str(certs.client.cert), "key_file": str(certs.client.key)}
