@@ -8,15 +8,12 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-import redis
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]

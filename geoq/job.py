@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import time
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
@@ -201,7 +200,3 @@ def decode_done(job_id: str, raw: bytes) -> JobStatus:
     body = json.loads(raw)
     return JobStatus(id=job_id, state=body["s"], attempts=body["a"], last_error=body.get("e"),
                      result=body.get("r"), reason=body.get("x"))
-
-
-def now() -> float:
-    return time.time()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Union
 
@@ -62,7 +61,3 @@ def classify(job: Job, route: Route, error: BaseException | None, result: Any = 
     b = route.backoff
     kwargs = {"rand": rand} if rand is not None else {}
     return RetryAt(backoff.delay(job.attempt, b.base, b.max, b.jitter, **kwargs), text)
-
-
-def traceback_of(error: BaseException) -> str:
-    return "".join(traceback.format_exception(type(error), error, error.__traceback__, limit=20))

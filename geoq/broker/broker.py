@@ -233,13 +233,6 @@ class Broker:
         with redis_errors("promote"):
             (moved,) = run(self.client, self.scripts, [Call("promote", (k.scheduled, k.ready), [limit])])
         return int(moved)
-
-    def next_due(self, queue: str) -> float | None:
-        """The due time of the earliest scheduled job, None when there is none."""
-        with redis_errors("next_due"):
-            first = self.client.zrange(keys.queue_keys(queue).scheduled, 0, 0, withscores=True)
-        return float(first[0][1]) if first else None
-
     # -- reading -------------------------------------------------------------------------------
 
     def lookup(self, queue: str, job_id: str) -> tuple[bytes | None, bytes | None]:

@@ -53,12 +53,11 @@ class Executor:
         try:
             body = jobs.parse(envelope)
             route = self.router.get(body.get("t"))
-            job = jobs.from_body(body, queue, run=True, options=route.options if route else None)
+            job = jobs.from_body(body, queue, run=route is not None, options=route.options if route else None)
         except InvalidJob as e:
             return self._reject(queue, envelope, None, getattr(e, "reason", "not_a_job"), str(e))
-        if route is None:
-            return self._reject(queue, envelope, replace(job, attempt=job.attempt - 1), "unknown_type",
-                                f"no route for job type {job.type!r}")
+        if route is None:  # never runs: its attempt stays the runs it made
+            return self._reject(queue, envelope, job, "unknown_type", f"no route for job type {job.type!r}")
         return Prepared(queue, envelope, job, route)
 
     def running_state(self, p: Prepared) -> tuple[str, str]:

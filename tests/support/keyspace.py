@@ -21,6 +21,14 @@ class Places:
         value = getattr(self, kind)
         return sum(len(v) if isinstance(v, list) else v for v in value.values())
 
+    def settled(self) -> "Places":
+        """Assert nothing is left ready, scheduled, in a processing list or in a live state; self."""
+        assert self.total("ready") == 0, self.ready
+        assert self.total("scheduled") == 0, self.scheduled
+        assert self.total("processing") == 0, self.processing
+        assert self.total("live_states") == 0, self.live_states
+        return self
+
 
 def places(client: redis.Redis, queues: Iterable[str]) -> Places:
     p = Places()
@@ -36,9 +44,4 @@ def places(client: redis.Redis, queues: Iterable[str]) -> Places:
 
 def assert_settled(client: redis.Redis, queues: Iterable[str]) -> Places:
     """Nothing left ready, scheduled, in a processing list or in a live state; the places, for more checks."""
-    p = places(client, queues)
-    assert p.total("ready") == 0, p.ready
-    assert p.total("scheduled") == 0, p.scheduled
-    assert p.total("processing") == 0, p.processing
-    assert p.total("live_states") == 0, p.live_states
-    return p
+    return places(client, queues).settled()
