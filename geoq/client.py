@@ -56,7 +56,8 @@ class Client:
                 delay: float | timedelta | None = None, at: datetime | float | None = None,
                 priority: str | None = None, max_retries: int | None = None,
                 timeout: float | None = None, id: str | None = None) -> Job:
-        """Store one job and return it. With `id=`, a job still live under that id is returned instead."""
+        """Store one job and return it. With `id=` of a job still queued, scheduled or running,
+        nothing is stored and that job is returned."""
         request = self._request(type, payload, queue=queue, delay=delay, at=at, priority=priority,
                                 max_retries=max_retries, timeout=timeout, id=id)
         return self._store([request])[0]
@@ -78,8 +79,10 @@ class Client:
         route = self.config.routes.get(type)
         queue = jobs.check_queue(queue or (route.queue if route else "default"))
         placement = _placement(delay, at, priority)
-        now = time.time()
+        # Rounded as the envelope stores them, so the Job returned is the Job stored.
+        now = round(time.time(), 3)
         due_at = {"delay": now + (placement.value or 0.0), "at": placement.value}.get(placement.where)
+        due_at = None if due_at is None else round(due_at, 3)
         job = Job(id=jobs.check_id(id) if id is not None else jobs.new_id(queue), type=type, queue=queue,
                   payload=payload, enqueued_at=now, max_retries=_non_negative("max_retries", max_retries),
                   timeout=_positive("timeout", timeout), due_at=due_at)
@@ -91,8 +94,19 @@ class Client:
         for r in requests:  # encode everything first: a bad job raises before anything is written
             envelope = jobs.encode(r.job, limit)
             batches.setdefault(r.job.queue, []).append(NewJob(r.job.id, envelope, r.placement))
-        self.broker.enqueue(batches)
-        return [r.job for r in requests]
+        stored = {queue: iter(flags) for queue, flags in self.broker.enqueue(batches).items()}
+        return [r.job if next(stored[r.job.queue]) else self._live(r.job) for r in requests]
+
+    def _live(self, asked: Job) -> Job:
+        """The job already live under `asked.id`, which the enqueue left alone. If it finished
+        between the two reads, nothing is live to show, and `asked` stands for it."""
+        envelope = self.broker.find_envelope(asked.queue, asked.id)
+        if envelope is None:
+            return asked
+        try:
+            return jobs.decode(envelope, asked.queue)
+        except InvalidJob:  # a foreign envelope under our id: the worker will dead-letter it
+            return asked
 
     # -- reading -------------------------------------------------------------------------------
 

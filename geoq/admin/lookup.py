@@ -59,7 +59,7 @@ def locate(s: Session, job_id: str) -> Found | None:
     envelope = None
     if status.state in ("queued", "scheduled", "running"):
         scan = scan or s.broker.scan_queues()
-        envelope = s.broker.find_envelope(queue, job_id, scan.processing.get(queue, ()))
+        envelope = s.client.broker.find_envelope(queue, job_id, scan.processing.get(queue, ()))
     return _with_envelope(queue, status, envelope)
 
 

@@ -11,19 +11,17 @@ how its envelope is rewritten is the caller's.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Sequence, cast
 
 import redis
 
 from geoq.broker import keys
+from geoq.broker.keys import glob_escape
 from geoq.broker.errors import redis_errors
 from geoq.broker.scripts import Call, Scripts, run
 
 _SCAN_COUNT = 1000
-_PAGE = 500
-_GLOB_SPECIAL = re.compile(r"([\\*?\[\]])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +65,6 @@ class Revival:
 
 
 REVIVED, GONE, LIVE, NO_ID = 1, 0, 2, 3   # dead_retry.lua's answer per job
-
-
-def glob_escape(text: str) -> str:
-    """`text` as a literal inside a SCAN MATCH pattern."""
-    return _GLOB_SPECIAL.sub(r"\\\1", text)
 
 
 class AdminBroker:
@@ -168,26 +161,6 @@ class AdminBroker:
 
     # -- jobs ----------------------------------------------------------------------------------
 
-    def find_envelope(self, queue: str, job_id: str, holders: Sequence[str], ready_limit: int = 100_000) -> bytes | None:
-        """The envelope of a live job: looked for in the scheduled set, the given workers'
-        processing lists, then the ready list (its first `ready_limit` entries). None if not seen."""
-        k = keys.queue_keys(queue)
-        prefix = b'{"i":' + json.dumps(job_id).encode() + b","
-        with redis_errors("find"):
-            for member, _ in self.client.zscan_iter(k.scheduled, match=glob_escape(prefix.decode()) + "*",
-                                                    count=_SCAN_COUNT):
-                return _bytes(member)
-            for worker_id in holders:
-                found = _starting(self.client.lrange(k.processing(worker_id), 0, -1), prefix)
-                if found is not None:
-                    return found
-            for start in range(0, ready_limit, _PAGE):
-                page = self.client.lrange(k.ready, start, start + _PAGE - 1)
-                found = _starting(page, prefix)
-                if found is not None or len(page) < _PAGE:
-                    return found
-        return None
-
     # -- the dead set --------------------------------------------------------------------------
 
     def dead_page(self, queue: str, start: int, count: int) -> list[DeadEntry]:
@@ -250,13 +223,6 @@ def _bytes(value: object) -> bytes:
     """A reply of our client (built with decode_responses=False, so always bytes)."""
     assert isinstance(value, bytes), type(value)
     return value
-
-
-def _starting(envelopes: Any, prefix: bytes) -> bytes | None:
-    for env in envelopes:
-        if _bytes(env).startswith(prefix):
-            return _bytes(env)
-    return None
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:

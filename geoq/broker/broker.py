@@ -7,8 +7,9 @@ groups so the caller can batch a whole flush into one round trip.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import redis
 
@@ -17,6 +18,8 @@ from geoq.broker.errors import redis_errors, translate
 from geoq.broker.scripts import Call, Scripts, run
 
 _SCRIPTS: Scripts | None = None
+_SCAN_COUNT = 1000
+_PAGE = 500
 
 
 def _scripts() -> Scripts:
@@ -245,6 +248,35 @@ class Broker:
             state, done = pipe.execute()
         return state, done
 
+    def find_envelope(self, queue: str, job_id: str, holders: Sequence[str] | None = None,
+                      ready_limit: int = 100_000) -> bytes | None:
+        """The envelope of a live job, or None if not seen: looked for in the scheduled set, the
+        processing lists of `holders` (default: every worker the queue has known), then the last
+        `ready_limit` entries of the ready list.
+
+        The ready list is read from its tail in pages: workers take from the head, which moves
+        every entry towards it, so a head-first walk could step over the very job it looks for;
+        counted from the tail, an entry only moves away from the pages already read.
+        """
+        k = keys.queue_keys(queue)
+        prefix = b'{"i":' + json.dumps(job_id).encode() + b","
+        with redis_errors("find"):
+            for member, _ in self.client.zscan_iter(k.scheduled, match=keys.glob_escape(prefix.decode()) + "*",
+                                                    count=_SCAN_COUNT):
+                return bytes(member)
+            if holders is None:
+                holders = sorted(w.decode() for w in self.client.smembers(k.workers))  # type: ignore[union-attr]
+            for worker_id in holders:
+                found = _starting(self.client.lrange(k.processing(worker_id), 0, -1), prefix)
+                if found is not None:
+                    return found
+            for end in range(-1, -ready_limit - 1, -_PAGE):
+                page = self.client.lrange(k.ready, end - _PAGE + 1, end)
+                found = _starting(reversed(page), prefix)
+                if found is not None or len(page) < _PAGE:
+                    return found
+        return None
+
     def server_time(self) -> float:
         with redis_errors("time"):
             seconds, micros = self.client.time()
@@ -257,3 +289,10 @@ class Broker:
     def load_scripts(self) -> None:
         with redis_errors("script load"):
             self.scripts.load(self.client)
+
+
+def _starting(envelopes: Iterable[Any], prefix: bytes) -> bytes | None:
+    for env in envelopes:
+        if bytes(env).startswith(prefix):
+            return bytes(env)
+    return None

@@ -89,3 +89,11 @@ def parse_job_holder(key: str) -> tuple[str, str, str] | None:
     if match is None or (match[2] == "processing") != bool(match[3]):
         return None
     return match[1], match[2], match[3]
+
+
+_GLOB_SPECIAL = re.compile(r"([\\*?\[\]])")
+
+
+def glob_escape(text: str) -> str:
+    """`text` as a literal inside a SCAN MATCH pattern."""
+    return _GLOB_SPECIAL.sub(r"\\\1", text)

@@ -12,7 +12,8 @@ from geoq.admin.cli import exit_code
 from geoq.admin.errors import NotFound, UsageError
 from geoq.admin.records import parse, revival
 from geoq.broker import keys
-from geoq.broker.admin import DeadEntry, Revival, glob_escape
+from geoq.broker.admin import DeadEntry, Revival
+from geoq.broker.keys import glob_escape
 from geoq.errors import ConfigError, RedisAuthError, RedisFull, RedisUnavailable
 from geoq.job import Job
 from tests.admin.helpers import ROOT
