@@ -26,6 +26,8 @@ from geoq.errors import BrokerError
 
 log = logging.getLogger(__name__)
 
+CHECK_EVERY = 10.0  # seconds between checks of the processing list against what runs here
+
 Dispatch = Callable[[str, list[bytes]], None]
 Holding = Callable[[str], "Counter[bytes]"]
 
@@ -54,6 +56,10 @@ class Fetcher:
         # processing list is checked at once and again once that window has passed.
         self._unsure_until = 0.0
         self._checked_once = False
+        # Even with no error seen, Redis can lose writes it acknowledged: after a failover, the
+        # new master lacks what the old one took last, so an ack may be undone and its job sit
+        # in our processing list with nobody running it. A periodic check finds such jobs.
+        self._next_check = time.monotonic() + CHECK_EVERY
 
     def stop(self) -> None:
         self.stopping.set()
@@ -65,13 +71,19 @@ class Fetcher:
             if free <= 0:
                 continue
             try:
-                if self._unsure_until and (not self._checked_once or time.monotonic() > self._unsure_until):
+                if self._check_due():
                     self._reconcile()
                 self._round(free)
             except BrokerError as e:
                 self._fetch_failed(e)
             else:
                 self._recovered()
+
+    def _check_due(self) -> bool:
+        now = time.monotonic()
+        if self._unsure_until and (not self._checked_once or now > self._unsure_until):
+            return True
+        return now >= self._next_check
 
     def _free_slots(self) -> int:
         """Wait until the pool has a slot no waiter has claimed; the count, at most one batch."""
@@ -137,7 +149,8 @@ class Fetcher:
         return [q for _, q in keyed]
 
     def _reconcile(self) -> None:
-        """Run the jobs Redis moved into our processing list by a fetch whose reply was lost.
+        """Run the jobs in our processing list that this worker does not run: moved by a fetch
+        whose reply was lost, or put back there by a failover that lost their ack.
 
         Waiters still blocked in Redis could be moving jobs right now, so this waits until
         none is; after that every job in the list is either running here or a stray.
@@ -151,10 +164,11 @@ class Fetcher:
             strays.subtract(held)
             found = list(strays.elements())
             if found:
-                log.warning("found %d jobs in queue %s moved by a fetch whose reply was lost; running them",
-                            len(found), queue)
+                log.warning("found %d jobs in this worker's processing list of queue %s that it does not run "
+                            "(a fetch reply or an ack lost to a Redis fault); running them", len(found), queue)
                 self.dispatch(queue, found)
         self._checked_once = True
+        self._next_check = time.monotonic() + CHECK_EVERY
         if time.monotonic() > self._unsure_until:
             self._unsure_until = 0.0
 

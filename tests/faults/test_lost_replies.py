@@ -1,10 +1,13 @@
-"""A fetch whose reply is lost after Redis moved the jobs: reconciliation finds and runs them."""
+"""A fetch whose reply is lost after Redis moved the jobs, or an ack Redis took and then lost:
+the worker finds the jobs in its processing list that it does not run, and runs them."""
 
 from __future__ import annotations
 
 import re
 
 import geoq
+from geoq.broker import keys
+from geoq.worker.fetcher import CHECK_EVERY
 from tests.support.keyspace import assert_settled
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.waiting import wait_until
@@ -31,7 +34,7 @@ def test_jobs_moved_by_a_fetch_whose_reply_was_cut_midway_are_still_run_and_no_o
     assert "fetch failed" in log
     # Redis runs the batch's moves as their bytes arrive, and the cut also drops the rest of the
     # request: anywhere from one job to the whole batch was moved before it.
-    found = re.search(r"found (\d+) jobs in queue default moved by a fetch whose reply was lost", log)
+    found = re.search(r"found (\d+) jobs in this worker's processing list of queue default that it does not run", log)
     assert found, log
     # The cut lost only the reply of jobs that had not started: no job may run twice.
     ledger.assert_accounted_for(ids, in_flight_at_fault=0)
@@ -55,5 +58,27 @@ def test_a_job_moved_by_a_fetch_left_blocked_in_redis_after_its_connection_dropp
         wait_until(lambda: ledger.succeeded()[job.id] >= 1, timeout=15,
                    message=f"the job the orphaned fetch moved into {worker_id}'s processing list ran")
         assert worker.stop() == 0, worker.log()
+    assert ledger.assert_accounted_for([job.id], in_flight_at_fault=0) == 0
+    assert_settled(redis_client, ["default"])
+
+
+def test_a_job_whose_ack_redis_lost_without_an_error_is_found_in_the_processing_list_and_run(
+        redis_url, redis_client, ledger, workers):
+    """What a failover does to acks the old master took last: the new master still has the jobs in
+    the worker's processing list, and the worker saw no error that would make it look."""
+    client = geoq.Client(redis_url)
+    worker = workers.start(redis_url)
+    worker_id = workers.id_of(redis_client, worker)
+    job = client.enqueue("f.sleep", {}, delay=3600)
+    k = keys.queue_keys("default")
+    (envelope,) = redis_client.zrange(k.scheduled, 0, -1)
+    with redis_client.pipeline(transaction=True) as undo:  # as if fetched, run, and its ack undone
+        undo.zrem(k.scheduled, envelope)
+        undo.rpush(k.processing(worker_id), envelope)
+        undo.execute()
+    wait_until(lambda: ledger.succeeded()[job.id] == 1, timeout=CHECK_EVERY + 20,
+               message="the job left in the processing list was not run")
+    assert worker.stop() == 0, worker.log()
+    assert "found 1 jobs in this worker's processing list of queue default" in worker.log()
     assert ledger.assert_accounted_for([job.id], in_flight_at_fault=0) == 0
     assert_settled(redis_client, ["default"])

@@ -6,7 +6,7 @@ import redis
 
 import geoq
 from tests.scale.conftest import ROUTES
-from tests.support.keyspace import assert_settled, places
+from tests.support.keyspace import Places, assert_settled, places
 from tests.support.sentinel import LocalSentinel
 from tests.support.waiting import wait_until
 from tests.support.worker_process import WorkerProcess, write_config
@@ -36,13 +36,18 @@ def wait_drained(sentinel: LocalSentinel) -> None:
     Every id having succeeded once is not enough before a stop: a second delivery still
     running would be handed back and show up as ready.
     """
+    seen: list[Places] = []
+
     def drained() -> bool:
         with master_client(sentinel) as client:
-            p = places(client, ["default"])
-        return all(p.total(kind) == 0 for kind in ("ready", "scheduled", "processing", "live_states"))
+            seen[:] = [places(client, ["default"])]
+        return all(seen[0].total(kind) == 0 for kind in ("ready", "scheduled", "processing", "live_states"))
 
-    wait_until(drained, timeout=60, interval=0.1, message="the jobs delivered again did not finish",
-               ignore=(redis.ConnectionError, redis.TimeoutError))
+    try:
+        wait_until(drained, timeout=60, interval=0.1, message="the jobs delivered again did not finish",
+                   ignore=(redis.ConnectionError, redis.TimeoutError))
+    except AssertionError as e:
+        raise AssertionError(f"{e}; where the jobs were last: {seen}") from None
 
 
 def test_the_master_killed_mid_run_the_worker_follows_the_promoted_replica_and_no_job_is_lost(ledger, tmp_path):
