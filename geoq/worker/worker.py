@@ -87,18 +87,22 @@ class Worker:
     # -- life cycle ----------------------------------------------------------------------------
 
     def run(self) -> str:
-        self.start()
+        if not self.start():
+            return self.outcome  # stopped while still waiting for Redis: nothing taken, nothing to hand back
         self.stop_requested.wait()
         self.shutdown()
         return self.outcome
 
-    def start(self) -> None:
-        self._wait_for_redis()
+    def start(self) -> bool:
+        """Start every loop once Redis answers; False if a stop came first."""
+        if not self._wait_for_redis():
+            return False
         self.heartbeat.register()
         self._loops = [gevent.spawn(loop) for loop in (self.settler.run, self.scheduler.run, self.reaper.run)]
         self._loops.append(self.heartbeat.start())
         self._fetch_loop = gevent.spawn(self.fetcher.run)
         log.info("worker %s started: queues %s, concurrency %d", self.id, ",".join(self.queues), self.pool.size)
+        return True
 
     def request_stop(self) -> None:
         """First call: graceful stop. Second call: skip the rest of the grace (jobs still handed back)."""
@@ -170,20 +174,23 @@ class Worker:
             if held[envelope] <= 0:
                 del held[envelope]
 
-    def _wait_for_redis(self) -> None:
+    def _wait_for_redis(self) -> bool:
+        """True once Redis answers; False if a stop is asked for first (a service manager
+        stopping a worker that never reached Redis must not have to kill it)."""
         pause, said = 0.2, False
-        while True:
+        while not self.stop_requested.is_set():
             try:
                 self.broker.ping()
                 self.broker.load_scripts()
                 if said:
                     log.warning("redis is reachable again")
-                return
+                return True
             except RedisAuthError:
                 raise
             except BrokerError as e:
                 if not said:
                     log.error("waiting for redis: %s", e)
                     said = True
-                gevent.sleep(pause * (0.5 + random.random()))
+                self.stop_requested.wait(pause * (0.5 + random.random()))
                 pause = min(pause * 2, 5.0)
+        return False

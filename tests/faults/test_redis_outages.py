@@ -188,3 +188,15 @@ def test_a_worker_started_while_redis_is_down_waits_for_it_and_then_works(ledger
         assert "redis is reachable again" in worker.log_path.read_text()
         assert ledger.assert_accounted_for(ids, in_flight_at_fault=0) == 0
         assert_settled(server.client(), ["default"])
+
+
+def test_a_worker_still_waiting_for_redis_stops_on_sigterm_with_exit_0(workers):
+    with RedisServer() as server:
+        server.stop()
+        worker = workers.start(server.url)
+        wait_until(lambda: "waiting for redis" in worker.log(), timeout=15, message="the worker waits")
+        # A service manager's stop: well inside its usual kill timeout, without a second signal.
+        assert worker.stop(timeout=10) == 0, worker.log()
+        # Nothing was taken, registered or written: the Redis it never reached holds nothing of it.
+        server.restart()
+        assert server.client().keys("geoq:*") == []
