@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from geoq.broker import keys
 from geoq.errors import InvalidJob, PayloadTooLarge
 
 STATES = ("queued", "scheduled", "running", "succeeded", "dead")
@@ -29,7 +30,6 @@ DEAD_REASONS = ("max_retries", "fail", "max_deliveries", "undecodable", "not_a_j
 HISTORY_KEPT = 10  # the last N errors ride along in the envelope; older ones are dropped
 
 _ID_RE = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,200}$")
-_QUEUE_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _NO_OPTIONS: Mapping[str, Any] = MappingProxyType({})
 
 
@@ -81,7 +81,7 @@ def new_id(queue: str) -> str:
 def queue_of_id(job_id: str) -> str | None:
     """The queue a generated id names, or None for an id a producer chose."""
     queue, sep, _ = job_id.rpartition(":")
-    return queue if sep and _QUEUE_RE.match(queue) else None
+    return queue if sep and keys.is_queue_name(queue) else None
 
 
 def check_id(job_id: str) -> str:
@@ -91,8 +91,8 @@ def check_id(job_id: str) -> str:
 
 
 def check_queue(queue: str) -> str:
-    if not isinstance(queue, str) or not _QUEUE_RE.match(queue):
-        raise InvalidJob(f"queue name {queue!r} must be 1-64 characters of A-Z a-z 0-9 . _ : -")
+    if not keys.is_queue_name(queue):
+        raise InvalidJob(f"queue name {queue!r} must be {keys.QUEUE_NAME_RULE}")
     return queue
 
 

@@ -72,6 +72,15 @@ def heartbeat(worker_id: str) -> str:
     return f"{PREFIX}:heartbeat:{worker_id}"
 
 
+QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
+"""What a queue may be called: the name sits inside the hash tag, so never a brace."""
+QUEUE_NAME_RULE = "1-100 characters of A-Z a-z 0-9 _ . : -, starting with a letter or digit"
+
+
+def is_queue_name(name: object) -> bool:
+    return isinstance(name, str) and QUEUE_NAME.fullmatch(name) is not None
+
+
 def queue_keys(name: str) -> QueueKeys:
     return QueueKeys(name)
 

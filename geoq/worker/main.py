@@ -17,12 +17,13 @@ import logging
 import os
 import signal
 import sys
-from typing import Callable, Sequence
+from typing import Callable, NoReturn, Sequence
 
 import gevent
 from gevent.event import Event
 
 from geoq import logs
+from geoq.broker import keys
 from geoq.config import Config, load_config
 from geoq.errors import ConfigError, RedisAuthError
 from geoq.routing import Router, build_router
@@ -33,8 +34,16 @@ EXIT_OK, EXIT_CONFIG = 0, 2
 PARENT_CHECK = 1.0  # seconds between a child's checks that its parent is still there
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line and exit status 2, never its usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="geoq-worker", description="Run a geoq worker.")
+    p = _Parser(prog="geoq-worker", description="Run a geoq worker.")
     p.add_argument("config", help="path to the YAML config file")
     p.add_argument("--concurrency", type=int, help="greenlet pool size (overrides worker.concurrency)")
     p.add_argument("--queues", help="comma-separated queues in priority order (overrides worker.queues)")
@@ -55,6 +64,11 @@ def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
         names = tuple(q.strip() for q in args.queues.split(",") if q.strip())
         if not names:
             raise ConfigError("--queues: expected comma-separated queue names")
+        for name in names:
+            if not keys.is_queue_name(name):
+                raise ConfigError(f"--queues: expected queue names of {keys.QUEUE_NAME_RULE}, got {name!r}")
+        if len(set(names)) != len(names):
+            raise ConfigError(f"--queues: expected distinct queue names, got {args.queues!r}")
         worker = dataclasses.replace(worker, queues=names, weights=None)
     if args.processes is not None:
         if args.processes < 1:

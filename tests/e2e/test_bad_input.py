@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
 import geoq
 from tests.support.keyspace import assert_settled, places
 from tests.support.waiting import wait_until
-from tests.support.worker_process import WorkerProcess, run_worker_once, write_config
+from tests.support.worker_process import ROOT, WORKER, WorkerProcess, run_worker_once, write_config
 
 GOOD_ROUTE = "routes:\n  t.ok:\n    handler: geoq.handlers.builtin:noop\n"
 
@@ -46,10 +49,35 @@ def test_a_missing_config_file_exits_2_with_one_line(tmp_path):
     assert "No such file" in done.stderr
 
 
-def test_a_bad_command_line_override_exits_2(tmp_path, redis_url):
+@pytest.mark.parametrize("args", [["--concurrency", "0"], ["--queues", "mail,{mail}"], ["--queues", "a b"],
+                                  ["--queues", "mail,mail"], ["--processes", "0"]])
+def test_a_bad_command_line_override_exits_2_with_one_line(tmp_path, redis_url, args):
     config = write_config(tmp_path / "w.yaml", redis_url, {"t.ok": {"handler": "geoq.handlers.builtin:noop"}})
-    done = run_worker_once(config, ["--concurrency", "0"])
-    assert done.returncode == 2 and "--concurrency" in done.stderr
+    done = run_worker_once(config, args)
+    assert done.returncode == 2 and done.stderr.startswith(f"geoq-worker: {args[0]}: expected"), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+@pytest.mark.parametrize("args", [[], ["CONFIG", "--concurrency", "many"], ["CONFIG", "--no-such-option"]])
+def test_a_bad_command_line_exits_2_with_one_line_and_no_usage_block(tmp_path, redis_url, args):
+    config = write_config(tmp_path / "w.yaml", redis_url, {"t.ok": {"handler": "geoq.handlers.builtin:noop"}})
+    argv = [str(config) if a == "CONFIG" else a for a in args]
+    done = subprocess.run([sys.executable, str(WORKER), *argv], capture_output=True, text=True, timeout=30,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("geoq-worker: "), done.stderr
+
+
+def test_the_client_takes_every_queue_name_the_config_takes(redis_url, redis_client):
+    long_name = "q" * 100
+    with geoq.Client(redis_url) as client:
+        job = client.enqueue("t.ok", {}, queue=long_name)
+        with pytest.raises(geoq.InvalidJob, match="queue name"):
+            client.enqueue("t.ok", {}, queue="-starts-with-a-dash")
+        with pytest.raises(geoq.InvalidJob, match="queue name"):
+            client.enqueue("t.ok", {}, queue="q" * 101)
+        assert client.status(job.id, queue=long_name).state == "queued"
+    assert redis_client.llen(f"geoq:{{{long_name}}}:ready") == 1
 
 
 def test_bad_jobs_in_a_ready_list_are_dead_lettered_with_reasons_while_others_run(
