@@ -190,10 +190,18 @@ def decode_state(job_id: str, value: bytes, now: float) -> JobStatus:
     return JobStatus(id=job_id, state=state, attempts=int(attempts), last_error=error or None, due_at=due_at)
 
 
-def encode_done(state: str, attempts: int, last_error: str | None, result: Any, reason: str | None) -> bytes:
-    """The record a finished job leaves for results.keep; TypeError or ValueError if the result is not JSON."""
-    body = {"s": state, "a": attempts, "e": last_error, "r": result, "x": reason}
+def encode_done(state: str, attempts: int, last_error: str | None, result: Any, reason: str | None,
+                job_type: str | None) -> bytes:
+    """The record a finished job leaves for results.keep; TypeError or ValueError if the result is not JSON.
+    It names the job's type: once the envelope is gone, nothing else in Redis does."""
+    body = {"s": state, "t": job_type, "a": attempts, "e": last_error, "r": result, "x": reason}
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def done_type(raw: bytes) -> str | None:
+    """The job type a done record names (None in a record written before it named one)."""
+    job_type = json.loads(raw).get("t")
+    return job_type if isinstance(job_type, str) else None
 
 
 def decode_done(job_id: str, raw: bytes) -> JobStatus:

@@ -20,7 +20,7 @@ from geoq.job import JobStatus
 class Found:
     queue: str
     status: JobStatus
-    type: str | None                  # None when nothing left in Redis names it (a succeeded job)
+    type: str | None                  # None when nothing left in Redis names it
     history: tuple[tuple[float, str], ...]
     dead: DeadRecord | None
 
@@ -56,6 +56,9 @@ def locate(s: Session, job_id: str) -> Found | None:
     if hit is None:
         return None
     queue, status = hit
+    if status.state == "succeeded":
+        _, done = s.client.broker.lookup(queue, job_id)
+        return Found(queue, status, jobs.done_type(done) if done else None, (), None)
     envelope = None
     if status.state in ("queued", "scheduled", "running"):
         scan = scan or s.broker.scan_queues()

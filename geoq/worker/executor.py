@@ -76,7 +76,7 @@ class Executor:
         done = b""
         if error is None and self.keep > 0:
             try:
-                done = jobs.encode_done("succeeded", job.attempt, job.last_error, result, None)
+                done = jobs.encode_done("succeeded", job.attempt, job.last_error, result, None, job.type)
             except (TypeError, ValueError) as e:  # an unstorable result is the handler's failure
                 error, result = InvalidJob(f"handler returned a result that is not JSON: {e}"), None
         outcome = classify(job, route, error, result)
@@ -112,15 +112,15 @@ class Executor:
         return self._burial(p.queue, p.envelope, replace(job, history=history), outcome.reason, outcome.error)
 
     def _reject(self, queue: str, envelope: bytes, job: Job | None, reason: str, error: str) -> Prepared:
-        log.warning("job %s in queue %s is dead: %s: %s", job.id if job else jobs.peek_id(envelope) or "?",
-                    queue, reason, error)
+        log.warning("job %s of type %s in queue %s is dead: %s: %s",
+                    job.id if job else jobs.peek_id(envelope) or "?", job.type if job else "?", queue, reason, error)
         return Prepared(queue, envelope, job, None, self._burial(queue, envelope, job, reason, error))
 
     def _burial(self, queue: str, envelope: bytes, job: Job | None, reason: str, error: str) -> Bury:
         job_id = job.id if job else (jobs.peek_id(envelope) or "")
         attempts = job.attempt if job else 0
         record = dead_record(queue, envelope, job, job_id, reason, error)
-        done = jobs.encode_done("dead", attempts, error, None, reason)
+        done = jobs.encode_done("dead", attempts, error, None, reason, job.type if job else None)
         return Bury(envelope, record, job_id, done)
 
 

@@ -79,7 +79,8 @@ def test_stats_workers_and_job_agree_with_redis_while_a_worker_runs_a_job(redis_
         assert worker.stop() == 0, worker.log()
 
     finished = cli_json(config, "job", held.id)
-    assert (finished["state"], finished["attempts"], finished["result"]) == ("succeeded", 1, {"held": True})
+    assert (finished["state"], finished["type"], finished["attempts"], finished["result"]) == (
+        "succeeded", "t.hold", 1, {"held": True})
     assert cli_json(config, "workers") == []
     assert_settled(redis_client, ["default"])
 

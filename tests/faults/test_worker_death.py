@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import geoq
@@ -74,6 +75,7 @@ def test_a_job_that_kills_its_worker_is_dead_lettered_after_max_deliveries_while
     ledger.assert_accounted_for(others, in_flight_at_fault=in_flight, never_complete=[poison])
     status = client.status(poison)  # a job dead-listed by the reaper has a status, like any dead job
     assert status is not None and (status.state, status.reason) == ("dead", "max_deliveries"), status
+    assert json.loads(redis_client.get(f"geoq:{{default}}:done:{poison}"))["t"] == record["type"] == "f.poison"
 
 
 def test_a_handler_blocking_the_hub_for_2s_gets_its_worker_neither_reaped_nor_duplicated(

@@ -82,6 +82,9 @@ def test_an_error_text_with_separators_survives_the_state_codec():
     assert jobs.decode_state("x", value, now=0).last_error == "a|b|c"
 
 
-def test_a_done_record_keeps_state_result_and_reason():
-    st = jobs.decode_done("x", jobs.encode_done("dead", 3, "E: x", None, "max_retries"))
+def test_a_done_record_keeps_state_result_reason_and_type():
+    record = jobs.encode_done("dead", 3, "E: x", None, "max_retries", "email.send")
+    st = jobs.decode_done("x", record)
     assert (st.state, st.attempts, st.last_error, st.reason) == ("dead", 3, "E: x", "max_retries")
+    assert jobs.done_type(record) == "email.send"
+    assert jobs.done_type(b'{"s":"succeeded","a":1,"e":null,"r":null,"x":null}') is None  # an older record

@@ -40,7 +40,7 @@ while true do
         error = err, attempts = runs, died_at = now, envelope = new}))
       redis.call('HDEL', KEYS[4], id)
       if keep > 0 and done_key[id] then
-        redis.call('SET', done_key[id], cjson.encode({s = 'dead', a = runs, e = err, r = cjson.null,
+        redis.call('SET', done_key[id], cjson.encode({s = 'dead', t = job_type, a = runs, e = err, r = cjson.null,
           x = 'max_deliveries'}), 'EX', keep)
       end
       buried = buried + 1
