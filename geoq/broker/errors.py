@@ -2,9 +2,9 @@
 
 A failover in progress (a Sentinel or Cluster master being replaced) shows up
 as CLUSTERDOWN, MASTERDOWN, TRYAGAIN, UNBLOCKED (a blocked command cut short
-when its server became a replica) or a connection error: all are
-RedisUnavailable, which every caller waits out. READONLY (a write reached a
-replica) and OOM are RedisFull. redis-py's cluster client raises some errors
+when its server became a replica), LOADING (a restarted server still reading its
+data) or a connection error: all are RedisUnavailable, which every caller waits
+out. READONLY (a write reached a replica) and OOM are RedisFull. redis-py's cluster client raises some errors
 outside its RedisError tree (no reachable node, an uncovered slot); they are
 translated too, by what caused them.
 """
@@ -25,8 +25,8 @@ _AUTH_WORDS = ("NOAUTH", "WRONGPASS", "NOPERM", "invalid username-password", "ce
                "ALERT_UNKNOWN_CA", "ALERT_BAD_CERTIFICATE", "ALERT_CERTIFICATE_REQUIRED",
                "ALERT_CERTIFICATE_UNKNOWN", "ALERT_CERTIFICATE_REVOKED", "ALERT_CERTIFICATE_EXPIRED",
                "ALERT_ACCESS_DENIED")
-_FULL_WORDS = ("OOM", "READONLY", "LOADING")
-_FAILOVER_WORDS = ("UNBLOCKED", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN")
+_FULL_WORDS = ("OOM", "READONLY")
+_FAILOVER_WORDS = ("UNBLOCKED", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "LOADING")
 _PIPELINE_NOTE = re.compile(r"^Command # \d+ \(.*?\) of pipeline caused error: ")
 _AUTH_TYPES = (rex.AuthenticationError, rex.AuthorizationError, rex.NoPermissionError)
 _FAILOVER_TYPES = (rex.ClusterDownError, rex.TryAgainError)   # MASTERDOWN is a ClusterDownError
@@ -40,7 +40,7 @@ def translate(error: BaseException, op: str) -> BrokerError:
         return _cluster_client(error, message)
     if isinstance(error, _AUTH_TYPES):
         return RedisAuthError(message)
-    if isinstance(error, (rex.ReadOnlyError, rex.OutOfMemoryError, rex.BusyLoadingError)):
+    if isinstance(error, (rex.ReadOnlyError, rex.OutOfMemoryError)):
         return RedisFull(message)
     if isinstance(error, _FAILOVER_TYPES):
         return RedisUnavailable(message)

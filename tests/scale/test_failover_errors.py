@@ -64,6 +64,10 @@ def test_a_write_to_a_demoted_master_is_redis_full_readonly(pair):
     (rex.ResponseError("UNBLOCKED force unblock from blocking operation, instance state changed"), RedisUnavailable),
     (rex.ConnectionError("The previous master is now a slave"), RedisUnavailable),
     (rex.ReadOnlyError("You can't write against a read only replica."), RedisFull),
+    (rex.OutOfMemoryError("command not allowed when used memory > 'maxmemory'."), RedisFull),
+    # A restarted server still reading its data: it will answer soon, as after a failover.
+    (rex.BusyLoadingError("Redis is loading the dataset in memory"), RedisUnavailable),
+    (rex.ResponseError("LOADING Redis is loading the dataset in memory"), RedisUnavailable),
     (rex.SlotNotCoveredError('Slot "12" is not covered by the cluster.'), RedisUnavailable),
     (rex.RedisClusterException("Redis Cluster cannot be connected. Please provide at least one reachable node: "
                                "Error 111 connecting to 127.0.0.1:7000. Connection refused."), RedisUnavailable),
