@@ -65,9 +65,16 @@ class Client:
     def enqueue_many(self, items: Iterable[tuple[str, Any] | tuple[str, Any, Mapping[str, Any]]]) -> list[Job]:
         """Store many jobs in one round trip; each item is (type, payload) or (type, payload, options)."""
         requests = []
-        for item in items:
-            options = item[2] if len(item) > 2 else {}
-            requests.append(self._request(item[0], item[1], **options))
+        for n, item in enumerate(items):
+            if not isinstance(item, (tuple, list)) or len(item) not in (2, 3) or (
+                    len(item) == 3 and not isinstance(item[2], Mapping)):
+                raise InvalidJob(f"enqueue_many item {n} must be (type, payload) or (type, payload, options), "
+                                 f"got {item!r:.200}")
+            options = item[2] if len(item) == 3 else {}
+            try:
+                requests.append(self._request(item[0], item[1], **options))
+            except TypeError as e:  # an option enqueue() does not take
+                raise InvalidJob(f"enqueue_many item {n}: {e}") from None
         return self._store(requests)
 
     def _request(self, type: str, payload: Any, *, queue: str | None = None,

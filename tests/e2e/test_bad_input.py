@@ -111,3 +111,12 @@ def test_enqueue_refuses_an_oversize_payload_and_writes_nothing(redis_url, redis
     with pytest.raises(geoq.PayloadTooLarge):
         client.enqueue_many([("t.ok", {}), ("t.ok", {"blob": "x" * (1024 * 1024 + 1)})])
     assert redis_client.dbsize() == 0
+
+
+@pytest.mark.parametrize("bad", [("t.ok",), "t.ok", ("t.ok", {}, {"colour": "red"}), ("t.ok", {}, "high"),
+                                 ("t.ok", {}, {}, {})])
+def test_enqueue_many_refuses_a_malformed_item_with_invalid_job_and_writes_nothing(redis_url, redis_client, bad):
+    with geoq.Client(redis_url) as client:
+        with pytest.raises(geoq.InvalidJob, match="enqueue_many item 1"):
+            client.enqueue_many([("t.ok", {}), bad])
+    assert redis_client.dbsize() == 0
