@@ -3,8 +3,9 @@
 The file is composed into YAML nodes (not loaded into plain data) so that
 every error can name the line of the offending key. ``${VAR}`` and
 ``${VAR:-default}`` are substituted in string scalars before the values are
-typed. Each message has one of these forms, never a traceback, and never the
-value of a key whose name contains password, secret or token:
+typed; unquoted, they may also stand inside a flow ``{...}`` or ``[...]``.
+Each message has one of these forms, never a traceback, and never the value
+of a key whose name contains password, secret or token:
 
     <file>: <key.path> (line N): expected <what>, got <what>
     <file>: line N: YAML syntax error: <problem>
@@ -16,7 +17,8 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Mapping
+import secrets
+from collections.abc import Callable, Mapping
 from dataclasses import Field, fields
 from types import MappingProxyType
 from typing import Any, NoReturn
@@ -38,6 +40,12 @@ _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
 _MERGE = "tag:yaml.org,2002:merge"
 _REFERENCE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+# A reference PyYAML may safely see as a placeholder: one whose text means the same wherever it
+# stands. So no quote or backslash (quoted scalars would unescape them), no control or line-break
+# character (YAML refuses or counts those) and no " #" (a comment in plain text); any other
+# ${...} is left for YAML to read as before. A backslash just before it would start an escape.
+_SAME_ANYWHERE = r"[^}'\"\\\x00-\x1f\x7f-\x9f\u2028\u2029\ufffe\uffff ]| (?!#)"
+_MASKABLE = re.compile(r"(?<!\\)\$\{[A-Za-z_][A-Za-z0-9_]*(?::-(?:" + _SAME_ANYWHERE + r")*)?\}")
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@/\s]+@")
 
 Pairs = dict[str, tuple[ScalarNode, Node]]
@@ -78,6 +86,14 @@ def _read(name: str) -> str:
 
 
 def _compose(name: str, text: str) -> Node | None:
+    """The node tree of *text*, with each ${...} reference as written, even where YAML rejects ``${``."""
+    mask = _Mask(text)
+    root = _parse(name, mask.text, mask.restore)
+    mask.restore_tree(root)
+    return root
+
+
+def _parse(name: str, text: str, restore: Callable[[str], str]) -> Node | None:
     try:
         node: Node | None = yaml.compose(text, Loader=yaml.SafeLoader)
         return node
@@ -91,7 +107,62 @@ def _compose(name: str, text: str) -> Node | None:
         line, problem = text.count("\n", 0, e.position) + 1, f"character #x{e.character:04x} is not allowed"
     except yaml.YAMLError as e:
         line, problem = 1, str(e)
-    raise ConfigError(_one_line(f"{name}: line {line}: YAML syntax error: {problem}"))
+    raise ConfigError(_one_line(f"{name}: line {line}: YAML syntax error: {restore(problem)}"))
+
+
+class _Mask:
+    """*text* with ${...} references replaced by placeholders for PyYAML, and the way back.
+
+    PyYAML reads ``{user: ${USER}}`` as a nested flow mapping and fails, while
+    the substitution must see the reference as written. A placeholder is a
+    plain word anywhere in YAML (no line break, so every line number stays
+    right) that YAML types as a string, as it does the reference. Its marker
+    is drawn at random after the file is read, and redrawn if the text holds
+    it, so nothing written in the file can pass for a placeholder.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.marker = _marker(text)
+        self.references: list[str] = []
+        self.text = _MASKABLE.sub(self.hide, text)
+        self.placeholder = re.compile(re.escape(self.marker) + r"(\d+)_")
+
+    def hide(self, reference: re.Match[str]) -> str:
+        self.references.append(reference[0])
+        return f"{self.marker}{len(self.references) - 1}_"
+
+    def restore(self, text: str) -> str:
+        """*text* with each placeholder back to the reference it stands for."""
+        if self.marker not in text:
+            return text
+        return self.placeholder.sub(lambda m: self.references[int(m[1])], text)
+
+    def restore_tree(self, root: Node | None) -> None:
+        """Restore every scalar (keys too). Aliases make the tree a graph, maybe a cycle: each node once."""
+        if not self.references:
+            return
+        seen: set[int] = set()
+        todo = [root] if root is not None else []
+        while todo:  # a loop, not recursion: a deep file must not raise RecursionError here
+            node = todo.pop()
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            if isinstance(node, ScalarNode):
+                node.value = self.restore(node.value)
+            elif isinstance(node, SequenceNode):
+                todo.extend(node.value)
+            elif isinstance(node, MappingNode):
+                todo.extend(item for pair in node.value for item in pair)
+
+
+def _marker(text: str) -> str:
+    # "g" occurs once in a marker (the rest is hex and "x"), so no marker can begin in the text
+    # just before a placeholder and end inside it.
+    while True:
+        marker = f"geoq{secrets.token_hex(8)}x"
+        if marker not in text:
+            return marker
 
 
 class _Reader:
@@ -198,7 +269,7 @@ class _Reader:
         if node.tag != _STR:
             try:
                 return SafeConstructor().construct_object(node, deep=True)
-            except yaml.YAMLError:
+            except (yaml.YAMLError, ValueError):  # ValueError: a value its tag cannot hold (!!int abc)
                 self.fail(path, node, "a plain YAML value", f"the tag {node.tag}")
         text = self.substitute(str(node.value), path, node)
         if text is None:

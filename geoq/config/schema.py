@@ -10,13 +10,14 @@ whole table. Fields marked ``derived`` are computed, never read from YAML.
 from __future__ import annotations
 
 import math
-import re
+import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import SplitResult, parse_qs, urlsplit
 
+from geoq.broker import keys
 from geoq.units import parse_duration, parse_size
 
 Check = Callable[[Any], Any]
@@ -92,6 +93,27 @@ def optional_text(value: Any) -> str | None:
     return None if value is None or value == "" else text(value)
 
 
+def readable_file(value: Any) -> str:
+    """A path that can be opened for reading now; "" means "not set".
+
+    Checked at load time because the TLS layer opens these files only when
+    it connects, and the worker would take that failure for Redis being down.
+    """
+    path = text(value)
+    if path:
+        try:
+            with open(path, "rb", buffering=0, opener=_open_nonblocking):
+                pass
+        except OSError as e:
+            raise Invalid("a readable file", got=f"{path!r} ({e.strerror or e})") from None
+    return path
+
+
+def _open_nonblocking(path: str, flags: int) -> int:
+    # A named pipe with no writer (say, a secret fed by another process) would block a plain open.
+    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
+
+
 def boolean(value: Any) -> bool:
     value = typed(value)
     if not isinstance(value, bool):  # "yes" as a quoted string is not a boolean
@@ -152,13 +174,10 @@ def handler(value: Any) -> str:
     return module + ":" + attr
 
 
-_QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
-
-
 def queue_name(value: Any) -> str:
     # Braces would break the per-queue Redis Cluster hash tag, spaces the CLI.
-    if not isinstance(value, str) or not _QUEUE_NAME.fullmatch(value):
-        raise Invalid("a queue name of letters, digits, '_', '.', ':' or '-'")
+    if not keys.is_queue_name(value):
+        raise Invalid(f"a queue name of {keys.QUEUE_NAME_RULE}")
     return str(value)
 
 
@@ -289,9 +308,9 @@ def _check_db(parts: SplitResult) -> None:
 class TLSConfig:
     """TLS for rediss:// connections."""
 
-    ca_file: str = key("", text, "CA bundle that signs the server certificate; empty = system CAs")
-    cert_file: str = key("", text, "client certificate (PEM) for mutual TLS; empty = none")
-    key_file: str = key("", text, "client private key (PEM); empty = none, or inside cert_file")
+    ca_file: str = key("", readable_file, "CA bundle that signs the server certificate; empty = system CAs")
+    cert_file: str = key("", readable_file, "client certificate (PEM) for mutual TLS; empty = none")
+    key_file: str = key("", readable_file, "client private key (PEM); empty = none, or inside cert_file")
     check_hostname: bool = key(True, boolean, "refuse a server certificate that does not name the host")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Mapping
@@ -191,6 +192,126 @@ def test_a_substituted_secret_stays_a_string_even_when_it_looks_like_a_number(tm
     assert dict(config.routes["mail"].options) == {"port": 587, "password": "0042"}
 
 
+# The options line of the email.send route in DESIGN.md, exactly as written there.
+DESIGN_OPTIONS = ("options: {host: smtp.example.com, port: 587, starttls: true, "
+                  "username: ${SMTP_USER}, password: ${SMTP_PASSWORD}}")
+DESIGN_ROUTE = f"routes:\n  email.send:\n    handler: geoq.handlers.smtp:send\n    {DESIGN_OPTIONS}\n"
+
+
+def test_the_design_options_line_loads_with_references_in_a_flow_mapping(tmp_config: MakeConfig) -> None:
+    config = load(tmp_config, DESIGN_ROUTE, env={"SMTP_USER": "mailer", "SMTP_PASSWORD": "0042"})
+    assert dict(config.routes["email.send"].options) == {
+        "host": "smtp.example.com", "port": 587, "starttls": True, "username": "mailer", "password": "0042"}
+
+
+def test_the_design_options_line_without_its_variables_names_the_first_unset_one(tmp_config: MakeConfig) -> None:
+    path = tmp_config(DESIGN_ROUTE)
+    assert error_of(path, env={"SMTP_PASSWORD": "hunter2"}) == (
+        f"{path}: routes.email.send.options.username (line 4): "
+        f"expected SMTP_USER set in the environment (or a default: ${{SMTP_USER:-...}}), got SMTP_USER unset")
+
+
+WORKER_BLOCK = """
+    worker:
+      concurrency: ${N:-64}
+      heartbeat: ${HB:-2s}
+      queues:
+        - ${Q1:-mail}
+        - '${Q2}'
+        - ${Q3:-bulk}
+"""
+WORKER_FLOW = "worker: {concurrency: ${N:-64}, heartbeat: ${HB:-2s}, queues: [${Q1:-mail}, '${Q2}', ${Q3:-bulk}]}"
+
+
+@pytest.mark.parametrize("text", [WORKER_BLOCK, WORKER_FLOW], ids=["block", "flow"])
+def test_references_read_the_same_in_block_and_flow_style(tmp_config: MakeConfig, text: str) -> None:
+    worker = load(tmp_config, text, env={"Q2": "default", "HB": "3s"}).worker
+    assert (worker.concurrency, worker.heartbeat, worker.queues) == (64, 3.0, ("mail", "default", "bulk"))
+
+
+OPTIONS_BLOCK = """
+    routes:
+      x:
+        handler: m:f
+        options:
+          a:
+            - ${A}
+            - '${B:-2}'
+          b: ${A}${B:-2}
+          c: 'it''s ${A}'
+          d: "${A}\\t"
+          e: |-
+            ${A}
+"""
+OPTIONS_FLOW = """routes: {x: {handler: m:f, options: {a: [${A}, '${B:-2}'], b: ${A}${B:-2}, c: 'it''s ${A}',
+                  d: "${A}\\t", e: "${A}"}}}"""
+
+
+@pytest.mark.parametrize("text", [OPTIONS_BLOCK, OPTIONS_FLOW], ids=["block", "flow"])
+def test_a_quoted_reference_stays_a_string_and_a_plain_one_is_typed_in_either_style(
+        tmp_config: MakeConfig, text: str) -> None:
+    options = load(tmp_config, text, env={"A": "1"}).routes["x"].options
+    assert dict(options) == {"a": [1, "2"], "b": 12, "c": "it's 1", "d": "1\t", "e": "1"}
+
+
+def test_a_quoted_reference_in_a_flow_mapping_is_not_typed(tmp_config: MakeConfig) -> None:
+    path = tmp_config("worker: {concurrency: \"${N:-5}\", processes: ${P:-2}}")
+    assert error_of(path) == f"{path}: worker.concurrency (line 1): expected an integer >= 1, got '5'"
+
+
+@pytest.mark.parametrize("default", ["x, y", "a: b", "[1]", "{x", "#1"])
+def test_a_default_holding_yaml_punctuation_is_kept_whole_in_a_flow_mapping(tmp_config: MakeConfig,
+                                                                           default: str) -> None:
+    config = load(tmp_config, f"routes: {{x: {{handler: m:f, options: {{a: ${{A:-{default}}}}}}}}}")
+    assert config.routes["x"].options["a"] == default
+
+
+def test_a_reference_in_a_comment_is_ignored(tmp_config: MakeConfig) -> None:
+    config = load(tmp_config, """
+        # ${UNSET} in a comment is not a reference, nor is ${ALSO:-a: b, {c}
+        worker: {concurrency: 3}   # ${UNSET}
+        logging: {level: ${LEVEL:-debug}}  # ${UNSET:- #}
+    """)
+    assert (config.worker.concurrency, config.logging.level) == (3, "debug")
+
+
+def test_text_that_looks_like_a_placeholder_is_kept_as_written(tmp_config: MakeConfig,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # The first marker drawn is in the file: the loader must draw another.
+    draws = iter(["0" * 16, "1" * 16])
+    monkeypatch.setattr("geoq.config.loader.secrets.token_hex", lambda n: next(draws))
+    written = "geoq0000000000000000x0_"
+    text = f"routes: {{x: {{handler: m:f, options: {{a: ${{A:-a}}, b: {written}, c: '{written}'}}}}}}"
+    config = load(tmp_config, text)
+    assert dict(config.routes["x"].options) == {"a": "a", "b": written, "c": written}
+
+
+def test_a_reference_error_in_a_flow_mapping_names_its_line(tmp_config: MakeConfig) -> None:
+    path = tmp_config("worker:\n  concurrency: 5\nroutes:\n  x: {handler: m:f,\n"
+                      "      options: {user: ${U}, password: ${P}}}\n")
+    assert error_of(path, env={"U": "me"}) == (
+        f"{path}: routes.x.options.password (line 5): "
+        f"expected P set in the environment (or a default: ${{P:-...}}), got P unset")
+
+
+def test_a_secret_next_to_a_flow_reference_is_never_echoed(tmp_config: MakeConfig) -> None:
+    path = tmp_config("redis: {url: ${U:-redis://localhost}, password: '${P:-hunter2}${'}")
+    message = error_of(path)
+    assert message == f"{path}: redis.password (line 1): expected ${{VAR}} or ${{VAR:-default}}, got <hidden>"
+
+
+def test_a_yaml_error_after_a_flow_reference_names_its_line_and_no_placeholder(tmp_config: MakeConfig) -> None:
+    path = tmp_config("worker: {concurrency: ${N:-5}}\nlogging: {level: ${L:-info}\nmetrics: [}\n")
+    message = error_of(path)
+    assert message.startswith(f"{path}: line 3: YAML syntax error: ")
+    assert "geoq" not in message.partition("YAML syntax error")[2]
+
+
+def test_an_alias_to_a_reference_is_an_error_naming_the_reference(tmp_config: MakeConfig) -> None:
+    path = tmp_config("worker: {concurrency: *${N}}\n")
+    assert error_of(path) == f"{path}: line 1: YAML syntax error: found undefined alias '${{N}}'"
+
+
 def test_the_environment_is_read_when_loading_not_before(tmp_config: MakeConfig, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_config("worker:\n  concurrency: ${GEOQ_TEST_CONCURRENCY}\n")
     monkeypatch.setenv("GEOQ_TEST_CONCURRENCY", "33")
@@ -205,6 +326,48 @@ def test_empty_credentials_mean_none(tmp_config: MakeConfig) -> None:
 def test_a_yaml_boolean_is_a_boolean(tmp_config: MakeConfig) -> None:
     redis = load(tmp_config, "redis: {cluster: yes, tls: {check_hostname: false}}").redis
     assert redis.cluster is True and redis.tls.check_hostname is False
+
+
+def test_readable_tls_files_load_and_empty_means_not_set(tmp_config: MakeConfig, tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("CA")
+    (tmp_path / "client.pem").write_text("CERT AND KEY")  # a key inside the certificate file: no key_file
+    tls = load(tmp_config, f"""
+        redis:
+          tls:
+            ca_file: {tmp_path / "ca.pem"}
+            cert_file: ${{CERT:-{tmp_path / "client.pem"}}}
+            key_file: ${{KEY:-}}
+    """).redis.tls
+    assert (tls.ca_file, tls.cert_file, tls.key_file) == (str(tmp_path / "ca.pem"), str(tmp_path / "client.pem"), "")
+
+
+@pytest.mark.timeout(10)
+def test_a_named_pipe_as_a_tls_file_does_not_block_the_loader(tmp_config: MakeConfig, tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "ca.fifo")  # no writer: a blocking open would wait for one forever
+    assert load(tmp_config, f"redis: {{tls: {{ca_file: '{tmp_path / 'ca.fifo'}'}}}}").redis.tls.ca_file.endswith("fifo")
+
+
+@pytest.mark.parametrize("name", ["ca_file", "cert_file", "key_file"])
+def test_a_missing_tls_file_is_an_error_naming_key_line_and_file(tmp_config: MakeConfig, tmp_path: Path,
+                                                                  name: str) -> None:
+    missing = tmp_path / "nope.pem"
+    path = tmp_config(f"redis:\n  url: rediss://redis.internal:6380/0\n  tls:\n    {name}: {missing}\n")
+    assert error_of(path) == (f"{path}: redis.tls.{name} (line 4): "
+                              f"expected a readable file, got '{missing}' (No such file or directory)")
+
+
+def test_a_directory_is_not_a_readable_tls_file(tmp_config: MakeConfig, tmp_path: Path) -> None:
+    path = tmp_config(f"redis: {{tls: {{ca_file: '{tmp_path}'}}}}")
+    assert error_of(path) == (f"{path}: redis.tls.ca_file (line 1): "
+                              f"expected a readable file, got '{tmp_path}' (Is a directory)")
+
+
+def test_a_tls_file_from_the_environment_is_checked_after_substitution(tmp_config: MakeConfig, tmp_path: Path) -> None:
+    path = tmp_config("redis:\n  tls: {cert_file: '${CERT}', key_file: ${KEY}}\n")
+    (tmp_path / "client.pem").write_text("CERT")
+    message = error_of(path, env={"CERT": str(tmp_path / "client.pem"), "KEY": "/no/such/client.key"})
+    assert message == (f"{path}: redis.tls.key_file (line 2): "
+                       f"expected a readable file, got '/no/such/client.key' (No such file or directory)")
 
 
 @pytest.mark.parametrize("listen, host, port", [
@@ -413,7 +576,7 @@ def test_a_backoff_max_below_its_base_is_an_error(tmp_config: MakeConfig) -> Non
 @pytest.mark.parametrize("queues, expected", [
     ("[]", "a non-empty list of distinct queue names"), ("[a, a]", "a non-empty list of distinct queue names"),
     ("{a: 0}", "a positive number as the weight of queue 'a'"), ("{a: 'x'}", "a positive number"),
-    ("['{a}']", "a queue name of letters"), ("7", "a list of queue names or a mapping"),
+    ("['{a}']", "a queue name of 1-100 characters"), ("7", "a list of queue names or a mapping"),
 ])
 def test_bad_queues_are_an_error(tmp_config: MakeConfig, queues: str, expected: str) -> None:
     path = tmp_config(f"worker:\n  queues: {queues}\n")
@@ -465,6 +628,8 @@ def test_the_key_table_lists_each_key_once_with_a_doc() -> None:
     ("routes:\n  x:\n    handler: m:f\n    options: &o [*o]\n", "line 1: YAML syntax error: recursive or too deeply"),
     ("worker: !!python/object:os.system {}\n", "worker (line 1): expected a plain YAML mapping, got the tag"),
     ("worker:\n  concurrency: !big 5\n", "worker.concurrency (line 2): expected a plain YAML value, got the tag !big"),
+    ("worker:\n  concurrency: !!int abc\n",
+     "worker.concurrency (line 2): expected a plain YAML value, got the tag tag:yaml.org,2002:int"),
     ("base: &b {concurrency: 5}\nworker:\n  <<: *b\n", "base (line 1): expected one of redis, worker,"),
     ("\0", "line 1: YAML syntax error: character #x0000 is not allowed"),
 ])
