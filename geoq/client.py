@@ -39,7 +39,7 @@ class Client:
 
     @classmethod
     def from_config(cls, path: str) -> "Client":
-        return cls(config=load_config(path))
+        return cls(config=load_config(path, producer=True))
 
     def close(self) -> None:
         self._redis.close()

@@ -22,7 +22,7 @@ def resolve_config(path: str | None, url: str | None, env: Mapping[str, str]) ->
     if path is None:
         config = default_config(url) if url else default_config()
     else:
-        config = load_config(path)
+        config = load_config(path, producer=True)
         if url:
             config = dataclasses.replace(config, redis=dataclasses.replace(config.redis,
                                                                           url=default_config(url).redis.url))

@@ -51,14 +51,18 @@ _URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@/\s]+@")
 Pairs = dict[str, tuple[ScalarNode, Node]]
 
 
-def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None, *,
+                producer: bool = False) -> Config:
     """The Config in the YAML file at *path*; ${VAR} comes from *env* (default: os.environ, read now).
 
+    With producer=True (a Client, the admin CLI), handler options are not needed: a ${VAR}
+    in a route's options that is unset is left as written instead of being an error, so a
+    web app can share the worker's file without holding the worker's SMTP password.
     Raises ConfigError with a one-line message for anything wrong with the file.
     """
     name = os.fspath(path)
     root = _compose(name, _read(name))
-    reader = _Reader(name, os.environ if env is None else env)
+    reader = _Reader(name, os.environ if env is None else env, producer=producer)
     try:
         config = reader.build(Config, root, "", None, {"path": name})
     except RecursionError:  # an alias that contains itself
@@ -168,9 +172,11 @@ def _marker(text: str) -> str:
 class _Reader:
     """Walks the schema's dataclasses and the YAML nodes side by side."""
 
-    def __init__(self, name: str, env: Mapping[str, str]) -> None:
+    def __init__(self, name: str, env: Mapping[str, str], producer: bool = False) -> None:
         self.name = name
         self.env = env
+        self.producer = producer
+        self.unset_ok = False  # True while reading handler options for a producer
 
     def fail(self, path: str, node: Node | None, expected: str, got: str) -> NoReturn:
         line = node.start_mark.line + 1 if node is not None else None
@@ -202,6 +208,12 @@ class _Reader:
             if default is schema.REQUIRED:
                 self.fail(path, parent, "a value: this key is required", "nothing")
             return default
+        if self.producer and f.metadata["check"] is schema.options:
+            self.unset_ok = True
+            try:
+                return self.check(f.metadata["check"], knode, vnode, path)
+            finally:
+                self.unset_ok = False
         return self.check(f.metadata["check"], knode, vnode, path)
 
     def check(self, check: schema.Check, knode: Node, vnode: Node, path: str) -> Any:
@@ -287,7 +299,7 @@ class _Reader:
         if "${" in _REFERENCE.sub("", text):
             self.fail(path, node, "${VAR} or ${VAR:-default}", _show(text, path))
         for ref in _REFERENCE.finditer(text):
-            if ref["default"] is None and ref["name"] not in self.env:
+            if ref["default"] is None and ref["name"] not in self.env and not self.unset_ok:
                 variable = ref["name"]
                 self.fail(path, node, f"{variable} set in the environment (or a default: ${{{variable}:-...}})",
                           f"{variable} unset")
@@ -295,6 +307,8 @@ class _Reader:
 
     def lookup(self, ref: re.Match[str]) -> str:
         # As in the shell, ":-" also replaces a variable that is set but empty.
+        if ref["name"] not in self.env and ref["default"] is None:
+            return ref[0]  # only reached with unset_ok: left as written
         value = self.env.get(ref["name"], "")
         return value if value or ref["default"] is None else ref["default"]
 

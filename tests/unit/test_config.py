@@ -641,3 +641,30 @@ def test_yaml_that_is_not_plain_data_is_an_error(tmp_config: MakeConfig, text: s
 def test_a_yaml_merge_key_is_not_a_config_key(tmp_config: MakeConfig) -> None:
     path = tmp_config("worker:\n  <<: {concurrency: 5}\n")
     assert error_of(path).startswith(f"{path}: worker (line 2): expected a string key, got << (YAML merge keys are not supported)")
+
+
+PRODUCER_FILE = """
+redis:
+  url: ${REDIS_URL:-redis://127.0.0.1:6379/0}
+routes:
+  mail.send:
+    handler: geoq.handlers.smtp:send
+    queue: mail
+    options: {host: smtp.example.com, username: ${SMTP_USER}, password: ${SMTP_PASSWORD}}
+"""
+
+
+def test_a_producer_loads_the_workers_file_without_the_workers_secrets(tmp_config):
+    path = tmp_config(PRODUCER_FILE)
+    with pytest.raises(ConfigError, match=r"routes\.mail\.send\.options\.username .*SMTP_USER unset"):
+        load_config(path, env={})
+    config = load_config(path, env={"SMTP_USER": "u"}, producer=True)
+    assert config.routes["mail.send"].queue == "mail"
+    assert dict(config.routes["mail.send"].options) == {
+        "host": "smtp.example.com", "username": "u", "password": "${SMTP_PASSWORD}"}
+
+
+def test_a_producer_still_needs_what_it_uses_itself(tmp_config):
+    path = tmp_config("redis:\n  url: ${REDIS_URL}\n")
+    with pytest.raises(ConfigError, match=r"redis\.url .*REDIS_URL unset"):
+        load_config(path, env={}, producer=True)
