@@ -25,6 +25,7 @@ import traceback
 import warnings
 from dataclasses import dataclass
 from time import perf_counter
+from types import FrameType
 from typing import Any, Callable
 
 import gevent
@@ -61,10 +62,15 @@ class HubWatch:
         """Runs in the monitor thread: note the stall, wake the hub's side at its first report."""
         if not isinstance(event, events.EventLoopBlocked) or event.hub is not self.hub:
             return
+        frame = sys._current_frames().get(self.hub.thread_ident)
+        if frame is not None and _in_hub_loop(frame):
+            # The monitor's view of the switches can lag: just after a stall ends, it may report
+            # the greenlet that blocked once more while the hub is already back in its own loop.
+            return
         with self._lock:
             if self._stall is not None:
                 return  # the same stall, already reported to the hub
-            self._stall = _Stall(_name(event.greenlet), _stack_line(self.hub), perf_counter())
+            self._stall = _Stall(_name(event.greenlet), _stack_line(frame), perf_counter())
         self.hub.loop.run_callback_threadsafe(self._report)
 
     def _report(self) -> None:
@@ -111,9 +117,14 @@ def _name(greenlet: object) -> str:
         return object.__repr__(greenlet)
 
 
-def _stack_line(hub: Any) -> str:
+def _in_hub_loop(frame: FrameType) -> bool:
+    """Whether the innermost Python frame is the hub's own run loop (no greenlet's code running)."""
+    code = frame.f_code
+    return code.co_name == "run" and code.co_filename.endswith(os.path.join("gevent", "hub.py"))
+
+
+def _stack_line(frame: FrameType | None) -> str:
     """The blocked thread's innermost frames on one line, outermost first."""
-    frame = sys._current_frames().get(hub.thread_ident)
     if frame is None:
         return "(no stack: the hub's thread is gone)"
     frames = traceback.extract_stack(frame)[-STACK_FRAMES:]
