@@ -455,12 +455,18 @@ def _finish_worker(values: dict[str, Any]) -> None:
                       key="heartbeat", got=f"{values['heartbeat']:g}s")
 
 
+def _finish_tls(values: dict[str, Any]) -> None:
+    if values["key_file"] and not values["cert_file"]:  # ssl wants the certificate the key belongs to
+        raise Invalid("a cert_file for this key_file (or the key inside cert_file)", key="key_file",
+                      got=repr(values["key_file"]))
+
+
 def _finish_metrics(values: dict[str, Any]) -> None:
     values["host"], values["port"] = split_listen(values["listen"])
 
 
 FINISH: Mapping[type, Callable[[dict[str, Any]], None]] = MappingProxyType({
-    RedisConfig: _finish_redis, BackoffConfig: _finish_backoff,
+    RedisConfig: _finish_redis, TLSConfig: _finish_tls, BackoffConfig: _finish_backoff,
     WorkerConfig: _finish_worker, MetricsConfig: _finish_metrics,
 })
 

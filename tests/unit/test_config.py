@@ -370,6 +370,12 @@ def test_a_tls_file_from_the_environment_is_checked_after_substitution(tmp_confi
                        f"expected a readable file, got '/no/such/client.key' (No such file or directory)")
 
 
+def test_a_tls_key_file_without_its_cert_file_is_an_error(tmp_config: MakeConfig, tmp_path: Path) -> None:
+    (tmp_path / "client.key").write_text("KEY")
+    path = tmp_config(f"redis:\n  tls:\n    key_file: {tmp_path / 'client.key'}\n")
+    assert error_of(path).startswith(f"{path}: redis.tls.key_file (line 3): expected a cert_file for this key_file")
+
+
 @pytest.mark.parametrize("listen, host, port", [
     ("off", "", 0), ('""', "", 0), ("127.0.0.1:9200", "127.0.0.1", 9200), ("':9300'", "0.0.0.0", 9300),
     ('"[::1]:9108"', "::1", 9108),
