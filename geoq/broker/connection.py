@@ -153,10 +153,14 @@ def _sentinel(cfg: RedisConfig, parts: SplitResult, kwargs: dict[str, Any]) -> "
     dbs = segments[1:] or parse_qs(parts.query).get("db", [])
     service, db = segments[0], int(dbs[0]) if dbs else 0
     kwargs = {**_url_credentials(parts), **kwargs}
-    # Sentinels answer "where is the master?": quick timeouts, no credentials (theirs are not
-    # the data nodes'), and no retries (the next sentinel of the list is the retry).
-    sentinel_kwargs = {"socket_timeout": cfg.connect_timeout, "socket_connect_timeout": cfg.connect_timeout,
-                       "retry": _no_retry()}
+    # Sentinels answer "where is the master?": quick timeouts, their own credentials (not the
+    # data nodes'), and no retries (the next sentinel of the list is the retry).
+    sentinel_kwargs: dict[str, Any] = {"socket_timeout": cfg.connect_timeout,
+                                       "socket_connect_timeout": cfg.connect_timeout, "retry": _no_retry()}
+    if cfg.sentinel.username:
+        sentinel_kwargs["username"] = cfg.sentinel.username
+    if cfg.sentinel.password:
+        sentinel_kwargs["password"] = cfg.sentinel.password
     sentinel = Sentinel(_hosts(parts, SENTINEL_PORT), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
     master = sentinel.master_for(service, connection_pool_class=_BlockingSentinelPool,  # type: ignore[no-untyped-call]
                                  db=db, retry=_no_retry(), health_check_interval=0, **kwargs)

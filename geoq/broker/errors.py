@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 import redis.exceptions as rex
+from redis.sentinel import MasterNotFoundError
 
 from geoq.errors import BrokerError, RedisAuthError, RedisFull, RedisUnavailable
 
@@ -28,12 +29,15 @@ _AUTH_WORDS = ("NOAUTH", "WRONGPASS", "NOPERM", "invalid username-password", "ce
 _FULL_WORDS = ("OOM", "READONLY")
 _FAILOVER_WORDS = ("UNBLOCKED", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "LOADING")
 _PIPELINE_NOTE = re.compile(r"^Command # \d+ \(.*?\) of pipeline caused error: ")
+_SENTINEL_PROBLEM = re.compile(r">\)>\)> - (.+?)(?=, <redis\.|$)")
 _AUTH_TYPES = (rex.AuthenticationError, rex.AuthorizationError, rex.NoPermissionError)
 _FAILOVER_TYPES = (rex.ClusterDownError, rex.TryAgainError)   # MASTERDOWN is a ClusterDownError
 
 
 def translate(error: BaseException, op: str) -> BrokerError:
     """The geoq error for a redis-py error raised during `op` (one line, no secrets)."""
+    if isinstance(error, MasterNotFoundError):
+        return _no_master(error, op)
     text = _first_line(error)
     message = f"redis {op}: {text}"
     if isinstance(error, rex.RedisClusterException) and not isinstance(error, rex.RedisError):
@@ -55,6 +59,21 @@ def translate(error: BaseException, op: str) -> BrokerError:
     if any(word in text for word in _AUTH_WORDS):
         return RedisAuthError(message)
     return BrokerError(message)
+
+
+def _no_master(error: MasterNotFoundError, op: str) -> BrokerError:
+    """redis-py names each sentinel it asked by the whole repr of its client: keep what went wrong.
+
+    Its text is "No master found for 'NAME' : <client repr> - <error repr>, <client repr> - ...".
+    """
+    text = _first_line(error)
+    head = text.split(" : ", 1)[0]
+    problems = list(dict.fromkeys(_SENTINEL_PROBLEM.findall(text)))
+    if any("AuthenticationError" in p or any(word in p for word in _AUTH_WORDS) for p in problems):
+        return RedisAuthError(f"redis {op}: the sentinels refused the login "
+                              "(check redis.sentinel.username and redis.sentinel.password)")
+    asked = f" (sentinels: {'; '.join(problems)})" if problems else ""
+    return RedisUnavailable(f"redis {op}: {head[:1].lower()}{head[1:]}{asked}")
 
 
 def _cluster_client(error: BaseException, message: str) -> BrokerError:

@@ -6,9 +6,10 @@ same Config with every default, for programs that have no file.
 
 from geoq.config.loader import default_config, load_config
 from geoq.config.schema import (KEYS, BackoffConfig, Config, DeadConfig, Key, LoggingConfig, MetricsConfig,
-                                RedisConfig, ResultsConfig, RouteConfig, TLSConfig, WorkerConfig)
+                                RedisConfig, ResultsConfig, RouteConfig, SentinelConfig, TLSConfig,
+                                WorkerConfig)
 
 __all__ = [
     "KEYS", "BackoffConfig", "Config", "DeadConfig", "Key", "LoggingConfig", "MetricsConfig", "RedisConfig",
-    "ResultsConfig", "RouteConfig", "TLSConfig", "WorkerConfig", "default_config", "load_config",
+    "ResultsConfig", "RouteConfig", "SentinelConfig", "TLSConfig", "WorkerConfig", "default_config", "load_config",
 ]

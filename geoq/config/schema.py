@@ -315,6 +315,14 @@ class TLSConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SentinelConfig:
+    """Credentials of the sentinels themselves (their requirepass / ACL), with redis+sentinel://."""
+
+    username: str | None = key(None, optional_text, "sentinels' ACL user; empty = none")
+    password: str | None = key(None, optional_text, "sentinels' password; empty = none", repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class RedisConfig:
     """Where Redis is and how to talk to it."""
 
@@ -325,6 +333,7 @@ class RedisConfig:
     max_connections: int = key(200, integer(1), "connection pool size per worker process")
     cluster: bool = key(False, boolean, "true: url is one seed node of a Redis Cluster")
     tls: TLSConfig = section(TLSConfig, "TLS settings, used with rediss://")
+    sentinel: SentinelConfig = section(SentinelConfig, "how to log in to the sentinels, used with redis+sentinel://")
     socket_timeout: float = key(5.0, duration(positive=True), "longest wait for a Redis reply (blocking fetches add theirs)")
     connect_timeout: float = key(5.0, duration(positive=True), "longest wait to open a connection")
 

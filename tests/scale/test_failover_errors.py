@@ -7,6 +7,7 @@ import threading
 
 import pytest
 import redis.exceptions as rex
+from redis.sentinel import MasterNotFoundError
 
 import geoq
 from geoq.broker.broker import Broker
@@ -78,6 +79,28 @@ def test_a_write_to_a_demoted_master_is_redis_full_readonly(pair):
 def test_failover_and_cluster_client_errors_translate_to_one_line_geoq_errors(error, expected):
     translated = translate(error, "fetch")
     assert type(translated) is expected and str(translated).startswith("redis fetch: ")
+
+
+def _sentinel_client(port: int) -> str:
+    return (f"<redis.client.Redis(<redis.connection.ConnectionPool(<redis.connection.Connection(db=0,"
+            f"username=<REDACTED>,password=<REDACTED>,host=127.0.0.1,port={port})>)>)>")
+
+
+def test_no_master_from_unreachable_sentinels_is_one_short_line_naming_each_problem():
+    refused = "ConnectionError('Error 111 connecting to 127.0.0.1:{}. Connection refused.')"
+    error = MasterNotFoundError("No master found for 'geoq' : " + ", ".join(
+        f"{_sentinel_client(p)} - {refused.format(p)}" for p in (26379, 26380)))
+    translated = translate(error, "fetch")
+    assert type(translated) is RedisUnavailable
+    assert str(translated) == ("redis fetch: no master found for 'geoq' (sentinels: "
+                               f"{refused.format(26379)}; {refused.format(26380)})")
+
+
+def test_no_master_because_the_sentinels_refused_the_login_is_an_auth_error():
+    error = MasterNotFoundError("No master found for 'geoq' : " + ", ".join(
+        f"{_sentinel_client(p)} - auth:AuthenticationError" for p in (26379, 26380)))
+    translated = translate(error, "ping")
+    assert type(translated) is RedisAuthError and "redis.sentinel.password" in str(translated)
 
 
 def test_a_cluster_client_error_caused_by_a_refused_login_is_an_auth_error():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import redis
 
 import geoq
@@ -9,7 +10,7 @@ from tests.scale.conftest import ROUTES
 from tests.support.keyspace import Places, assert_settled, places
 from tests.support.sentinel import LocalSentinel
 from tests.support.waiting import wait_until
-from tests.support.worker_process import WorkerProcess, write_config
+from tests.support.worker_process import WorkerProcess, run_worker_once, write_config
 
 JOBS = 4000
 CONCURRENCY = 200
@@ -115,3 +116,32 @@ def _replica_in_sync(address: tuple[str, int]) -> bool:
         return info["role"] == "slave" and info.get("master_link_status") == "up"
     finally:
         client.close()
+
+
+SENTINEL_PASSWORD = "sentinel-s3cret"
+
+
+def test_sentinels_that_ask_for_a_password_are_logged_in_with_redis_sentinel_password(ledger, tmp_path, monkeypatch):
+    monkeypatch.setenv("GEOQ_TEST_SENTINEL_PASSWORD", SENTINEL_PASSWORD)
+    with LocalSentinel(sentinel_password=SENTINEL_PASSWORD) as sentinel:
+        config = write_config(tmp_path / "w.yaml", sentinel.url, ROUTES, logging={"level": "warning"},
+                              redis={"sentinel": {"password": "${GEOQ_TEST_SENTINEL_PASSWORD}"}})
+        with WorkerProcess(config, env=ledger.env) as worker:
+            with geoq.Client.from_config(str(config)) as producer:
+                ids = [job.id for job in producer.enqueue_many([("t.ok", {})] * 200)]
+            ledger.wait_for_ids(ids, timeout=60, message="not every job ran behind password-protected sentinels")
+            assert worker.stop() == 0, worker.log()
+        ledger.assert_each_ran(ids, exactly_once=True)
+        with master_client(sentinel) as client:
+            assert_settled(client, ["default"])
+
+
+@pytest.mark.parametrize("password", [None, "not-the-password"])
+def test_a_refused_sentinel_login_is_one_line_and_exit_2(tmp_path, password):
+    with LocalSentinel(sentinel_password=SENTINEL_PASSWORD) as sentinel:
+        section = {"sentinel": {"password": password}} if password else {}
+        config = write_config(tmp_path / "w.yaml", sentinel.url, ROUTES, redis=section)
+        done = run_worker_once(config, timeout=60)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("geoq-worker: "), done.stderr
+        assert SENTINEL_PASSWORD not in done.stderr and (password is None or password not in done.stderr)

@@ -28,10 +28,18 @@ DATA_CONFIG = {"repl-diskless-sync-delay": 0}
 class SentinelServer(RedisServer):
     """redis-server in sentinel mode, watching `service` at master_port."""
 
-    def __init__(self, master_port: int, service: str, quorum: int, down_after_ms: int) -> None:
+    def __init__(self, master_port: int, service: str, quorum: int, down_after_ms: int,
+                 password: str | None = None) -> None:
         super().__init__()
         self.master_port, self.service = master_port, service
         self.quorum, self.down_after_ms = quorum, down_after_ms
+        self.password = password
+
+    def client(self, db: int = 0, **kwargs: object) -> redis.Redis:
+        """A client of this sentinel, logged in when the sentinel asks for a password."""
+        if self.password is not None:
+            kwargs.setdefault("password", self.password)
+        return super().client(db, **kwargs)
 
     def _argv(self) -> list[str]:
         conf = self.dir / "sentinel.conf"
@@ -45,6 +53,8 @@ class SentinelServer(RedisServer):
             # Also how long Sentinel waits before it turns a demoted master into a replica.
             f"sentinel failover-timeout {self.service} 2000",
             f"sentinel parallel-syncs {self.service} 1",
+            # With a password, the sentinels also need it to talk to each other.
+            *([f"requirepass {self.password}", f"sentinel sentinel-pass {self.password}"] if self.password else []),
         ]) + "\n")
         return [self.executable, str(conf), "--sentinel"]
 
@@ -62,8 +72,9 @@ class SentinelServer(RedisServer):
 class LocalSentinel:
     """A master, one replica of it, and three sentinels (quorum two) watching them."""
 
-    def __init__(self, down_after_ms: int = 1000, service: str = SERVICE) -> None:
+    def __init__(self, down_after_ms: int = 1000, service: str = SERVICE, sentinel_password: str | None = None) -> None:
         self.service, self.down_after_ms = service, down_after_ms
+        self.sentinel_password = sentinel_password
         self.master = RedisServer(config=DATA_CONFIG)
         self.replica: RedisServer | None = None
         self.sentinels: list[SentinelServer] = []
@@ -82,8 +93,8 @@ class LocalSentinel:
             self.master.start()
             self.replica = RedisServer(config={**DATA_CONFIG,
                                                "replicaof": f"{self.master.host} {self.master.port}"}).start()
-            self.sentinels = [SentinelServer(self.master.port, self.service, 2, self.down_after_ms).start()
-                              for _ in range(3)]
+            self.sentinels = [SentinelServer(self.master.port, self.service, 2, self.down_after_ms,
+                                             self.sentinel_password).start() for _ in range(3)]
             for sentinel in self.sentinels:
                 sentinel.quicken()
             wait_until(self._ready, timeout=READY_TIMEOUT, interval=0.05, ignore=(redis.RedisError,),
