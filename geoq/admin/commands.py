@@ -13,7 +13,8 @@ from geoq import job as jobs
 from geoq.admin import render
 from geoq.admin.errors import EXIT_OK, NotFound, UsageError
 from geoq.admin.session import Session
-from geoq.broker.admin import Depth, WorkerEntry
+from geoq.broker.admin import WorkerEntry
+from geoq.broker.inspect import Depth
 from geoq.errors import RedisUnavailable
 
 _CLEAR = "\x1b[H\x1b[2J"

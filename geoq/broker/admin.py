@@ -19,6 +19,7 @@ import redis
 from geoq.broker import keys
 from geoq.broker.keys import glob_escape
 from geoq.broker.errors import redis_errors
+from geoq.broker.inspect import Depth, read_depths
 from geoq.broker.scripts import Call, Scripts, run
 
 _SCAN_COUNT = 1000
@@ -30,16 +31,6 @@ class QueueScan:
 
     queues: frozenset[str] = frozenset()
     processing: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # queue -> worker ids
-
-
-@dataclass(frozen=True, slots=True)
-class Depth:
-    queue: str
-    ready: int
-    scheduled: int
-    processing: int
-    dead: int
-    dead_trimmed: int   # dead records the set's bounds have dropped (0 until a trim counts one)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,24 +88,8 @@ class AdminBroker:
         return QueueScan(frozenset(found), {q: tuple(sorted(ws)) for q, ws in processing.items()})
 
     def depths(self, queues: Sequence[str], scan: QueueScan) -> list[Depth]:
-        """Counts of every place of each queue, in one round trip."""
-        pipe = self.client.pipeline(transaction=False)
-        for queue in queues:
-            k = keys.queue_keys(queue)
-            pipe.llen(k.ready)
-            pipe.zcard(k.scheduled)
-            pipe.zcard(k.dead)
-            pipe.get(k.dead_trimmed)
-            for worker_id in scan.processing.get(queue, ()):
-                pipe.llen(k.processing(worker_id))
-        with redis_errors("stats"):
-            replies = iter(pipe.execute())
-        out = []
-        for queue in queues:
-            ready, scheduled, dead, trimmed = (next(replies) for _ in range(4))
-            held = sum(next(replies) for _ in scan.processing.get(queue, ()))
-            out.append(Depth(queue, ready, scheduled, held, dead, int(trimmed or 0)))
-        return out
+        """Counts of every place of each queue, the processing lists being those the scan found."""
+        return read_depths(self.client, queues, "stats", holders=scan.processing)
 
     def queue_exists(self, queue: str) -> bool:
         """True when any key of the queue exists (its places, its state hash or its worker set)."""

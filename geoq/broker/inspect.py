@@ -6,7 +6,10 @@ one command, and the counts of one call are taken a round trip apart at most.
 
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import redis
 
 from geoq.broker import keys
 from geoq.broker.broker import Broker
@@ -15,41 +18,66 @@ from geoq.broker.errors import redis_errors
 PLACES = ("ready", "scheduled", "processing", "dead")
 
 
-def queue_depths(broker: Broker, queues: Sequence[str]) -> dict[str, dict[str, int]]:
-    """ready, scheduled, processing and dead counts per queue, in two pipelined round trips.
+@dataclass(frozen=True, slots=True)
+class Depth:
+    queue: str
+    ready: int
+    scheduled: int
+    processing: int
+    dead: int
+    dead_trimmed: int   # dead records the set's bounds have dropped (0 until a trim counts one)
 
-    The first takes the three per-queue counts and each queue's worker set; the
-    second counts the processing lists of those workers. A script could do it in
-    one, but only by building key names inside Lua, which Redis Cluster forbids.
+
+def read_depths(client: "redis.Redis", queues: Sequence[str], op: str,
+                holders: Mapping[str, Sequence[str]] | None = None) -> list[Depth]:
+    """The counts of every place of each queue.
+
+    `holders` names, per queue, the workers whose processing lists count (the admin
+    CLI finds them by SCAN, so lists of workers no set remembers count too): one
+    round trip. Without it, each queue's worker set names them, read in the first
+    round trip and counted in a second. A script could do that in one, but only by
+    building key names inside Lua, which Redis Cluster forbids.
     """
-    pipe = broker.client.pipeline(transaction=False)
+    pipe = client.pipeline(transaction=False)
     for queue in queues:
         k = keys.queue_keys(queue)
         pipe.llen(k.ready)
         pipe.zcard(k.scheduled)
         pipe.zcard(k.dead)
-        pipe.smembers(k.workers)
-    with redis_errors("depths"):
-        replies = pipe.execute()
-    out: dict[str, dict[str, int]] = {}
-    lists: list[tuple[str, str]] = []
-    for i, queue in enumerate(queues):
-        ready, scheduled, dead, workers = replies[4 * i:4 * i + 4]
-        out[queue] = {"ready": int(ready), "scheduled": int(scheduled), "processing": 0, "dead": int(dead)}
-        k = keys.queue_keys(queue)
-        lists += [(queue, k.processing(_text(w))) for w in sorted(workers)]
-    if lists:
-        for (queue, _), n in zip(lists, _lengths(broker, [key for _, key in lists])):
-            out[queue]["processing"] += int(n)
-    return out
+        pipe.get(k.dead_trimmed)
+        if holders is None:
+            pipe.smembers(k.workers)
+        else:
+            for worker_id in holders.get(queue, ()):
+                pipe.llen(k.processing(worker_id))
+    with redis_errors(op):
+        replies = iter(pipe.execute())
+    counts: dict[str, list[Any]] = {}
+    held: dict[str, int] = {}
+    named: list[tuple[str, str]] = []   # (queue, worker id) of lists still to count
+    for queue in queues:
+        counts[queue] = [next(replies) for _ in range(4)]
+        if holders is None:
+            named += [(queue, _text(w)) for w in sorted(next(replies))]
+            held[queue] = 0
+        else:
+            held[queue] = sum(int(next(replies)) for _ in holders.get(queue, ()))
+    if named:
+        pipe = client.pipeline(transaction=False)
+        for queue, worker_id in named:
+            pipe.llen(keys.queue_keys(queue).processing(worker_id))
+        with redis_errors(op):
+            for (queue, _), n in zip(named, pipe.execute()):
+                held[queue] += int(n)
+    return [Depth(queue, int(ready), int(scheduled), held[queue], int(dead), int(trimmed or 0))
+            for queue, (ready, scheduled, dead, trimmed) in counts.items()]
 
 
-def _lengths(broker: Broker, list_keys: Sequence[str]) -> list[int]:
-    pipe = broker.client.pipeline(transaction=False)
-    for key in list_keys:
-        pipe.llen(key)
-    with redis_errors("depths"):
-        return list(pipe.execute())
+def queue_depths(broker: Broker, queues: Sequence[str]) -> dict[str, dict[str, int]]:
+    """ready, scheduled, processing and dead counts per queue (the workers' sets name the
+    processing lists), in two pipelined round trips: what a scrape reports."""
+    return {d.queue: {place: getattr(d, place) for place in PLACES}
+            for d in read_depths(broker.client, queues, "depths")}
 
 
 def _text(value: bytes | str) -> str:
