@@ -57,19 +57,25 @@ class HubWatch:
         self.count = count
         self._lock = _allocate_lock()
         self._stall: _Stall | None = None
+        self._hub_ran_at = 0.0  # when the hub last ran `_report`: it was free then
 
     def __call__(self, event: object) -> None:
         """Runs in the monitor thread: note the stall, wake the hub's side at its first report."""
         if not isinstance(event, events.EventLoopBlocked) or event.hub is not self.hub:
             return
         frame = sys._current_frames().get(self.hub.thread_ident)
-        if frame is not None and _in_hub_loop(frame):
+        if frame is not None and _in_hub(frame):
             # The monitor's view of the switches can lag: just after a stall ends, it may report
-            # the greenlet that blocked once more while the hub is already back in its own loop.
+            # the greenlet that blocked once more while the hub already runs its loop or callbacks
+            # (our own report among them). gevent itself never counts the hub as blocking.
             return
         with self._lock:
             if self._stall is not None:
                 return  # the same stall, already reported to the hub
+            if perf_counter() - self._hub_ran_at < self.threshold / 2:
+                # The same lag, caught after the hub has moved on: a new stall cannot be reported
+                # this soon, since the monitor needs one whole period without a switch.
+                return
             self._stall = _Stall(_name(event.greenlet), _stack_line(frame), perf_counter())
         self.hub.loop.run_callback_threadsafe(self._report)
 
@@ -77,6 +83,7 @@ class HubWatch:
         """Runs in the hub once it is free again: count the stall and log it, once."""
         with self._lock:
             stall, self._stall = self._stall, None
+            self._hub_ran_at = perf_counter()
         if stall is None:
             return
         seconds = perf_counter() - stall.first_seen + 1.5 * self.threshold
@@ -117,9 +124,16 @@ def _name(greenlet: object) -> str:
         return object.__repr__(greenlet)
 
 
-def _in_hub_loop(frame: FrameType) -> bool:
-    """Whether the innermost Python frame is the hub's own run loop (no greenlet's code running)."""
-    code = frame.f_code
+def _in_hub(frame: FrameType) -> bool:
+    """Whether the hub greenlet runs (its loop or a callback), not some other greenlet's code.
+
+    Each greenlet has its own stack, so the outermost frame tells whose it is: the hub's
+    starts in gevent/hub.py's run.
+    """
+    outermost: FrameType = frame
+    while outermost.f_back is not None:
+        outermost = outermost.f_back
+    code = outermost.f_code
     return code.co_name == "run" and code.co_filename.endswith(os.path.join("gevent", "hub.py"))
 
 
