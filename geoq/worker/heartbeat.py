@@ -112,11 +112,13 @@ class Heartbeat:
 
 
 def _unwatched_hub() -> None:
-    """Create this thread's hub without the blocking monitor gevent starts for every hub when enabled.
+    """Give this thread a hub without the blocking monitor gevent starts for every hub when enabled.
 
-    This hub never switches (the thread sleeps with the unpatched time.sleep), so a monitor
-    would report it blocked ten times a second and spend CPU the worker's hub needs.
+    gevent starts that monitor when a hub first runs. This hub never switches (the thread
+    sleeps with the unpatched time.sleep), so its monitor would report it blocked ten times a
+    second, each report formatting every greenlet in the process: CPU the worker's hub needs.
     """
+    gevent.sleep(0)  # the hub's first run, where gevent starts its monitor
     hub = gevent.get_hub()
     if hub.periodic_monitoring_thread is not None:
         hub.periodic_monitoring_thread.kill()
