@@ -31,6 +31,8 @@ HISTORY_KEPT = 10  # the last N errors ride along in the envelope; older ones ar
 
 _ID_RE = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,200}$")
 _NO_OPTIONS: Mapping[str, Any] = MappingProxyType({})
+# json.dumps builds a new encoder for every call with options; jobs are encoded on every run.
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +114,7 @@ def encode(job: Job, max_size: int) -> bytes:
         body["h"] = [list(entry) for entry in job.history[-HISTORY_KEPT:]]
     body["p"] = job.payload
     try:
-        raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+        raw = _COMPACT.encode(body).encode()
     except (TypeError, ValueError) as e:
         raise InvalidJob(f"payload of {job.type} is not JSON-serialisable: {e}") from e
     if len(raw) > max_size:
@@ -195,7 +197,7 @@ def encode_done(state: str, attempts: int, last_error: str | None, result: Any, 
     """The record a finished job leaves for results.keep; TypeError or ValueError if the result is not JSON.
     It names the job's type: once the envelope is gone, nothing else in Redis does."""
     body = {"s": state, "t": job_type, "a": attempts, "e": last_error, "r": result, "x": reason}
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    return _COMPACT.encode(body).encode()
 
 
 def done_type(raw: bytes) -> str | None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 import redis
+from redis.exceptions import NoScriptError
 
 from geoq.broker import keys
 from geoq.broker.errors import redis_errors, translate
@@ -138,22 +139,29 @@ class Broker:
     def fetch(self, client: "redis.Redis", queue: str, worker_id: str, n: int, block: float | None) -> list[bytes]:
         """Move up to n jobs from the ready list into this worker's processing list, in one round trip.
 
-        A non-transactional pipeline: BLMOVE (blocking up to `block` seconds for the first
-        job; LMOVE when block is None), then LMOVE x (n-1) for the rest of the batch. Each
-        command is atomic by itself, and a job stays in the processing list until it is settled.
-        `client` is a connection whose read timeout exceeds `block`.
+        A non-transactional pipeline: BLMOVE, blocking up to `block` seconds for the first job
+        (none when block is None), then the fetch script, which LMOVEs the rest of the batch one
+        by one. Each move is atomic by itself, and a job stays in the processing list until it
+        is settled. `client` is a connection whose read timeout exceeds `block`.
         """
         k = keys.queue_keys(queue)
         processing = k.processing(worker_id)
-        pipe = client.pipeline(transaction=False)
-        if block:
-            pipe.blmove(k.ready, processing, block, "LEFT", "RIGHT")  # type: ignore[arg-type]  # Redis takes a float
-        else:
-            pipe.lmove(k.ready, processing, "LEFT", "RIGHT")
-        for _ in range(n - 1):
-            pipe.lmove(k.ready, processing, "LEFT", "RIGHT")
+        rest = Call("fetch", (k.ready, processing), [n - 1 if block else n])
         with redis_errors("fetch"):
-            return [job for job in pipe.execute() if job is not None]
+            if not block:
+                return list(run(client, self.scripts, [rest])[0])
+            pipe = client.pipeline(transaction=False)
+            pipe.blmove(k.ready, processing, block, "LEFT", "RIGHT")  # type: ignore[arg-type]  # Redis takes a float
+            if n > 1:
+                pipe.evalsha(self.scripts.sha["fetch"], 2, *rest.keys, *rest.args)
+            first, *more = pipe.execute(raise_on_error=False)
+            if more and isinstance(more[0], NoScriptError):  # a restarted Redis: the script never ran
+                more = run(client, self.scripts, [rest])
+            for reply in (first, *more):
+                if isinstance(reply, Exception):
+                    raise reply  # a job moved by the other part waits in the processing list for reconciliation
+            # The script's jobs count even when BLMOVE timed out: they may have come in between.
+            return ([first] if first is not None else []) + (list(more[0]) if more else [])
 
     def processing(self, queue: str, worker_id: str) -> list[bytes]:
         """The jobs this worker holds in a queue (for handback and reconciliation)."""

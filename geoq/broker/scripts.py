@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import redis
 from redis.exceptions import NoScriptError
 
-NAMES = ("enqueue", "mark", "ack", "retry", "dead", "promote", "handback", "reap", "dead_retry", "purge")
+NAMES = ("enqueue", "fetch", "mark", "ack", "retry", "dead", "promote", "handback", "reap", "dead_retry", "purge")
 
 
 class Scripts:
