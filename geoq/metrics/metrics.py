@@ -12,11 +12,12 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from geoq.config import Config
 from geoq.job import Job
 from geoq.metrics.depth import DepthCollector
+from geoq.metrics.tallies import Buckets, Count, CounterFamily, HistogramFamily
 
 if TYPE_CHECKING:
     from geoq.broker.broker import Broker
@@ -66,18 +67,21 @@ class Metrics:
 
     def _declare(self) -> None:
         r = self.registry
-        self.jobs = Counter("geoq_jobs", "Finished runs, by outcome: succeeded, retried or dead",
-                            ["type", "queue", "outcome"], registry=r)
-        self.duration = Histogram("geoq_job_duration_seconds", "Handler run time", ["type", "queue"],
-                                  buckets=DURATION_BUCKETS, registry=r)
-        self.wait = Histogram("geoq_job_wait_seconds", "Time from enqueue (or the due time of a delayed or retried run) to its start",
-                              ["queue"], buckets=WAIT_BUCKETS, registry=r)
+        # Updated for every job: lock-free families (see tallies.py), with prometheus_client's exposition.
+        self.jobs = CounterFamily("geoq_jobs", "Finished runs, by outcome: succeeded, retried or dead",
+                                  ["type", "queue", "outcome"])
+        self.duration = HistogramFamily("geoq_job_duration_seconds", "Handler run time", ["type", "queue"],
+                                        buckets=DURATION_BUCKETS)
+        self.wait = HistogramFamily("geoq_job_wait_seconds", "Time from enqueue (or the due time of a delayed or retried run) to its start",
+                                    ["queue"], buckets=WAIT_BUCKETS)
+        for family in (self.jobs, self.duration, self.wait):
+            r.register(family)
         self.in_flight = Gauge("geoq_jobs_in_flight", "Jobs running in this worker now", registry=r)
         self.in_flight.set_function(lambda: self._in_flight())
         self.pool_size = Gauge("geoq_pool_size", "Greenlet pool size: the bound on jobs in flight", registry=r)
-        self.fetch_batch = Histogram("geoq_fetch_batch_size", "Jobs moved per fetch round trip",
-                                     buckets=BATCH_BUCKETS, registry=r)
-        self._children: dict[tuple[str, ...], Any] = {}
+        self.fetch_batch = HistogramFamily("geoq_fetch_batch_size", "Jobs moved per fetch round trip",
+                                           buckets=BATCH_BUCKETS)
+        r.register(self.fetch_batch)
         self.redis_errors = Counter("geoq_redis_errors", "Redis operations that failed, by operation",
                                     ["op"], registry=r)
         self.hub_blocked = Counter("geoq_hub_blocked_seconds", "Time the gevent hub was blocked by one greenlet",
@@ -98,29 +102,14 @@ class Metrics:
         for op in REDIS_OPS:
             self.redis_errors.labels(op)
 
-    # labels() takes a lock on every call (a hub switch once gevent is patched): on the per-job
-    # path, each labelled child is looked up once and then kept in a plain dict.
+    def _job_counter(self, job_type: str, queue: str, outcome: str) -> Count:
+        return self.jobs.labels(job_type, queue, outcome)
 
-    def _job_counter(self, job_type: str, queue: str, outcome: str) -> Any:
-        key = (job_type, queue, outcome)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = self.jobs.labels(job_type, queue, outcome)
-        return child
+    def _duration(self, job_type: str, queue: str) -> Buckets:
+        return self.duration.labels(job_type, queue)
 
-    def _duration(self, job_type: str, queue: str) -> Any:
-        key = ("duration", job_type, queue)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = self.duration.labels(job_type, queue)
-        return child
-
-    def _wait(self, queue: str) -> Any:
-        key = ("wait", queue)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = self.wait.labels(queue)
-        return child
+    def _wait(self, queue: str) -> Buckets:
+        return self.wait.labels(queue)
 
     # -- wiring --------------------------------------------------------------------------------
 
