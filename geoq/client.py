@@ -15,6 +15,7 @@ from geoq.errors import InvalidJob, JobDead, ResultTimeout
 from geoq.job import Job, JobStatus
 
 PRIORITIES = ("normal", "high")
+_TAIL, _HEAD = Placement("tail"), Placement("head")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +89,11 @@ class Client:
         placement = _placement(delay, at, priority)
         # Rounded as the envelope stores them, so the Job returned is the Job stored.
         now = round(time.time(), 3)
-        due_at = {"delay": now + (placement.value or 0.0), "at": placement.value}.get(placement.where)
-        due_at = None if due_at is None else round(due_at, 3)
+        due_at = None
+        if placement.where == "delay":
+            due_at = round(now + (placement.value or 0.0), 3)
+        elif placement.where == "at":
+            due_at = round(placement.value or 0.0, 3)
         job = Job(id=jobs.check_id(id) if id is not None else jobs.new_id(queue), type=type, queue=queue,
                   payload=payload, enqueued_at=now, max_retries=_non_negative("max_retries", max_retries),
                   timeout=_positive("timeout", timeout), due_at=due_at)
@@ -168,7 +172,7 @@ def _placement(delay: float | timedelta | None, at: datetime | float | None, pri
         return Placement("delay", float(delay))
     if at is not None:
         return Placement("at", at.timestamp() if isinstance(at, datetime) else float(at))
-    return Placement("head" if priority == "high" else "tail")
+    return _HEAD if priority == "high" else _TAIL
 
 
 def _non_negative(name: str, value: int | None) -> int | None:

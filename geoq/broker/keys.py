@@ -8,6 +8,7 @@ different queues spread across the cluster.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -78,7 +79,12 @@ QUEUE_NAME_RULE = "1-100 characters of A-Z a-z 0-9 _ . : -, starting with a lett
 
 
 def is_queue_name(name: object) -> bool:
-    return isinstance(name, str) and QUEUE_NAME.fullmatch(name) is not None
+    return isinstance(name, str) and _is_queue_name(name)
+
+
+@functools.lru_cache(maxsize=1024)  # a producer names the same few queues for every job
+def _is_queue_name(name: str) -> bool:
+    return QUEUE_NAME.fullmatch(name) is not None
 
 
 def queue_keys(name: str) -> QueueKeys:
