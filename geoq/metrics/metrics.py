@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from geoq.config import Config
 from geoq.job import Job
 from geoq.metrics.depth import DepthCollector
-from geoq.metrics.tallies import Buckets, Count, CounterFamily, HistogramFamily
+from geoq.metrics.tallies import CounterFamily, HistogramFamily
 
 if TYPE_CHECKING:
     from geoq.broker.broker import Broker
@@ -95,21 +95,12 @@ class Metrics:
         """Create the expected series at 0, so the first increment shows up in rate() and increase()."""
         for job_type, queue in routes.items():
             for outcome in OUTCOMES.values():
-                self._job_counter(job_type, queue, outcome)
-            self._duration(job_type, queue)
+                self.jobs.labels(job_type, queue, outcome)
+            self.duration.labels(job_type, queue)
         for queue in self.queues:
-            self._wait(queue)
+            self.wait.labels(queue)
         for op in REDIS_OPS:
             self.redis_errors.labels(op)
-
-    def _job_counter(self, job_type: str, queue: str, outcome: str) -> Count:
-        return self.jobs.labels(job_type, queue, outcome)
-
-    def _duration(self, job_type: str, queue: str) -> Buckets:
-        return self.duration.labels(job_type, queue)
-
-    def _wait(self, queue: str) -> Buckets:
-        return self.wait.labels(queue)
 
     # -- wiring --------------------------------------------------------------------------------
 
@@ -147,20 +138,20 @@ class Metrics:
             log.error("metrics: unknown outcome %r of job %s not counted", outcome_name, job.id)
             return
         job_type, queue = self.type_label(job.type), self.queue_label(job.queue)
-        self._job_counter(job_type, queue, outcome).inc()
-        self._duration(job_type, queue).observe(max(0.0, duration))
+        self.jobs.labels(job_type, queue, outcome).inc()
+        self.duration.labels(job_type, queue).observe(max(0.0, duration))
 
     def dead_on_arrival(self, queue: str, job_type: str | None) -> None:
         """A job buried without a run of its own ending: undecodable, not a job, unknown type, oversize,
         or dead after max_deliveries worker deaths (counted by the reaper that buried it)."""
-        self._job_counter(self.type_label(job_type), self.queue_label(queue), "dead").inc()
+        self.jobs.labels(self.type_label(job_type), self.queue_label(queue), "dead").inc()
 
     def observe_start(self, job: Job, now: float | None = None) -> None:
         """A run starts: its wait since the job could first run (enqueue, or due time when delayed or retried)."""
         if job.ready_at <= 0:
             return
         waited = (time.time() if now is None else now) - job.ready_at
-        self._wait(self.queue_label(job.queue)).observe(max(0.0, waited))  # producers' clocks may run ahead
+        self.wait.labels(self.queue_label(job.queue)).observe(max(0.0, waited))  # producers' clocks may run ahead
 
     def batch(self, n: int) -> None:
         self.fetch_batch.observe(n)
