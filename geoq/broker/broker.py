@@ -16,7 +16,7 @@ from redis.exceptions import NoScriptError
 
 from geoq.broker import keys
 from geoq.broker.errors import redis_errors, translate
-from geoq.broker.scripts import Call, Scripts, run
+from geoq.broker.scripts import Call, Scripts, add, run
 
 _SCRIPTS: Scripts | None = None
 _SCAN_COUNT = 1000
@@ -153,7 +153,7 @@ class Broker:
             pipe = client.pipeline(transaction=False)
             pipe.blmove(k.ready, processing, block, "LEFT", "RIGHT")  # type: ignore[arg-type]  # Redis takes a float
             if n > 1:
-                pipe.evalsha(self.scripts.sha["fetch"], 2, *rest.keys, *rest.args)
+                add(pipe, self.scripts, rest)
             first, *more = pipe.execute(raise_on_error=False)
             if more and isinstance(more[0], NoScriptError):  # a restarted Redis: the script never ran
                 more = run(client, self.scripts, [rest])

@@ -59,8 +59,13 @@ def run(client: "redis.Redis", scripts: Scripts, calls: Sequence[Call], raise_er
     return replies
 
 
+def add(pipe: Any, scripts: Scripts, call: Call) -> None:
+    """Put one script call into a pipeline, by SHA (a NOSCRIPT reply is the caller's to handle)."""
+    pipe.evalsha(scripts.sha[call.name], len(call.keys), *call.keys, *call.args)
+
+
 def _send(client: "redis.Redis", scripts: Scripts, calls: Sequence[Call]) -> list[Any]:
     pipe = client.pipeline(transaction=False)
     for call in calls:
-        pipe.evalsha(scripts.sha[call.name], len(call.keys), *call.keys, *call.args)
+        add(pipe, scripts, call)
     return list(pipe.execute(raise_on_error=False))
