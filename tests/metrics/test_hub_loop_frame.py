@@ -8,11 +8,9 @@ monkeypatch.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 
-from tests.support.worker_process import ROOT
+from tests.support.program import run_program
 
 PROGRAM = textwrap.dedent("""
     from gevent import monkey; monkey.patch_all()
@@ -52,7 +50,5 @@ PROGRAM = textwrap.dedent("""
 
 
 def test_the_hub_running_its_loop_or_a_callback_is_told_from_a_greenlet_holding_it():
-    done = subprocess.run([sys.executable, "-c", PROGRAM], capture_output=True, text=True, timeout=60,
-                          cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[True, True, False, False]", done.stdout + done.stderr
+    out = run_program(PROGRAM)
+    assert out.strip() == "[True, True, False, False]", out

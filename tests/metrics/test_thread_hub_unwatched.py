@@ -8,13 +8,11 @@ monkeypatch.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 
 import pytest
 
-from tests.support.worker_process import ROOT
+from tests.support.program import run_program
 
 PROGRAM = textwrap.dedent("""
     from gevent import monkey; monkey.patch_all()
@@ -47,7 +45,5 @@ PROGRAM = textwrap.dedent("""
 
 @pytest.mark.parametrize("mode,reported", [("unwatched", False), ("watched", True)])
 def test_a_native_threads_hub_is_reported_blocked_only_when_left_watched(mode, reported):
-    done = subprocess.run([sys.executable, "-c", PROGRAM, mode], capture_output=True, text=True, timeout=60,
-                          cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
-    assert done.returncode == 0, done.stderr
-    assert (int(done.stdout) > 0) is reported, done.stdout + done.stderr
+    out = run_program(PROGRAM, mode)
+    assert (int(out) > 0) is reported, out
