@@ -3,7 +3,8 @@
 #      tests and the demo start their own private servers on free ports and never touch a
 #      system redis on 6379);
 #   2. a virtualenv in .venv;
-#   3. `pip install -e '.[test]'`, redone only when setup.cfg / setup.py change
+#   3. the exact versions of requirements/test.lock (bin/lock refreshes it), then geoq itself
+#      without resolving anything, redone only when the lock, setup.cfg or setup.py change
 #      (a hash of them is kept in .venv/.geoq-install-stamp).
 # The caller has cd'ed to the repo root and set GEOQ_TOOL to its own name, for messages.
 
@@ -11,6 +12,7 @@ say() { echo "${GEOQ_TOOL:-bin}: $*" >&2; }
 
 VENV=.venv
 STAMP="$VENV/.geoq-install-stamp"
+LOCK=requirements/test.lock
 APT_UPDATED=0
 
 as_root() {
@@ -71,7 +73,7 @@ ensure_venv() {
 }
 
 setup_hash() {
-    cat setup.cfg setup.py 2>/dev/null | sha256sum | cut -d' ' -f1
+    cat "$LOCK" setup.cfg setup.py 2>/dev/null | sha256sum | cut -d' ' -f1
 }
 
 ensure_installed() {
@@ -80,8 +82,11 @@ ensure_installed() {
     if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
         return
     fi
-    say "installing geoq and its test dependencies into $VENV"
-    "$VENV/bin/python" -m pip install -q -e '.[test]'
+    say "installing $LOCK and geoq into $VENV"
+    # The lock is the whole environment: --no-deps keeps pip from resolving anything newer.
+    "$VENV/bin/python" -m pip install -q --no-deps -r "$LOCK"
+    "$VENV/bin/python" -m pip install -q --no-deps -e .
+    "$VENV/bin/python" -m pip check >&2 || { say "$LOCK does not satisfy setup.cfg: run bin/lock"; exit 1; }
     echo "$want" >"$STAMP"
 }
 

@@ -161,8 +161,8 @@ def _sentinel(cfg: RedisConfig, parts: SplitResult, kwargs: dict[str, Any]) -> "
         sentinel_kwargs["username"] = cfg.sentinel.username
     if cfg.sentinel.password:
         sentinel_kwargs["password"] = cfg.sentinel.password
-    sentinel = Sentinel(_hosts(parts, SENTINEL_PORT), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
-    master = sentinel.master_for(service, connection_pool_class=_BlockingSentinelPool,  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(_hosts(parts, SENTINEL_PORT), sentinel_kwargs=sentinel_kwargs)
+    master = sentinel.master_for(service, connection_pool_class=_BlockingSentinelPool,
                                  db=db, retry=_no_retry(), health_check_interval=0, **kwargs)
     return cast("redis.Redis", master)
 
