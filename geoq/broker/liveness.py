@@ -7,6 +7,7 @@ maxmemory, so a worker keeps proving it is alive while Redis refuses writes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import redis
@@ -18,6 +19,22 @@ from geoq.broker.scripts import Call, Scripts, run
 from geoq.job import peek_id
 
 REAPER_LOCK = f"{keys.PREFIX}:reaper"
+
+REAP_STEP = 500                 # most jobs one reap step moves: about 3 ms of Redis time for small jobs
+REAP_STEP_BYTES = 4 << 20       # and about this many bytes of envelopes, so big jobs make smaller steps
+FIRST_REAP_STEP = 10            # the first step's size, before the list's envelope sizes are known
+
+
+@dataclass(frozen=True, slots=True)
+class Reaped:
+    """What reaping one processing list did."""
+
+    returned: int = 0                                   # jobs back on the ready list
+    buried: tuple[str, ...] = ()                        # the type of each job dead-lettered ('' if unknown)
+    left: int = 0                                       # jobs still in the list (0: the worker left the queue's set)
+
+    def then(self, step: "Reaped") -> "Reaped":
+        return Reaped(self.returned + step.returned, self.buried + step.buried, step.left)
 
 
 class Registry:
@@ -97,22 +114,37 @@ class Registry:
                 return True
         return False
 
-    def reap(self, queue: str, worker_id: str, max_deliveries: int, retention: Retention) -> tuple[int, list[str]]:
-        """Return a dead worker's jobs of one queue to the head of its ready list.
+    def reap(self, queue: str, worker_id: str, max_deliveries: int, retention: Retention) -> Reaped:
+        """Return a dead worker's jobs of one queue to the head of its ready list, in bounded steps.
 
-        Returns how many went back, and the type of each job dead-lettered instead ('' if unknown).
+        Each step is one script call that moves the list's tail atomically (REAP_STEP jobs or
+        REAP_STEP_BYTES at most), so no call holds Redis for long; steps repeat until the list is
+        empty, and the step that finds it empty takes the worker out of the queue's worker set.
+        The list keeps its order at the head of the ready list, as if moved in one go.
         """
+        total, count = Reaped(), FIRST_REAP_STEP
+        while True:
+            held, step = self._reap_step(queue, worker_id, count, max_deliveries, retention)
+            total = total.then(step)
+            if not step.left or not (step.returned or step.buried):
+                return total  # empty; or someone else emptied the tail meanwhile: the next pass goes on
+            count = _step_size(held)
+
+    def _reap_step(self, queue: str, worker_id: str, count: int, max_deliveries: int,
+                   retention: Retention) -> tuple[list[bytes], Reaped]:
+        """Read the list's last `count` jobs (a dead worker's list only shrinks) and move them."""
         k = keys.queue_keys(queue)
-        with redis_errors("reap"):  # a dead worker's list no longer changes: its ids name the done keys
-            held = self.client.lrange(k.processing(worker_id), 0, -1)
-        ids = sorted({i for i in (peek_id(e if isinstance(e, bytes) else e.encode()) for e in held) if i})
+        with redis_errors("reap"):
+            held = [e if isinstance(e, bytes) else e.encode()
+                    for e in self.client.lrange(k.processing(worker_id), -count, -1)]
+        ids = sorted({i for i in map(peek_id, held) if i})
         call = Call("reap", (k.processing(worker_id), k.ready, k.dead, k.state, k.workers, k.dead_trimmed,
                              *(k.done(i) for i in ids)),
                     [max_deliveries, retention.dead_max_jobs, repr(retention.dead_max_age), worker_id,
-                     int(retention.keep), *ids])
+                     int(retention.keep), len(held), *ids])
         with redis_errors("reap"):
             (reply,) = run(self.client, self.scripts, [call])
-        return int(reply[0]), [t.decode() if isinstance(t, bytes) else str(t) for t in reply[2:]]
+        return held, Reaped(int(reply[0]), tuple(_text(t) for t in reply[3:]), int(reply[2]))
 
     def forget(self, worker_id: str) -> None:
         """Drop a reaped worker's description; when it wakes up it finds itself unregistered."""
@@ -122,3 +154,13 @@ class Registry:
 
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
+
+
+def _step_size(held: Sequence[bytes]) -> int:
+    """How many jobs the next step moves: REAP_STEP, fewer when the last step's envelopes were big."""
+    average = sum(map(len, held)) / max(1, len(held))
+    return max(1, min(REAP_STEP, int(REAP_STEP_BYTES / max(1.0, average))))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value

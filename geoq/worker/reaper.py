@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import gevent
 
 from geoq.broker.broker import Retention
-from geoq.broker.liveness import Registry
+from geoq.broker.liveness import Reaped, Registry
 from geoq.errors import BrokerError
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class Reaper:
             self._silent_since.clear()
             return 0
         dead = self._dead_workers()
-        moved = sum(self._reap(worker_id, queue) for worker_id, queue in dead)
+        moved = sum(r.returned + len(r.buried) for r in (self._reap(worker_id, queue) for worker_id, queue in dead))
         for worker_id in {w for w, _ in dead}:
             self.registry.forget(worker_id)
             self._silent_since.pop(worker_id, None)
@@ -70,13 +70,13 @@ class Reaper:
         return [(w, q) for q, ws in holders.items() for w in ws
                 if w in silent and now - self._silent_since[w] >= self.grace]
 
-    def _reap(self, worker_id: str, queue: str) -> int:
-        returned, buried_types = self.registry.reap(queue, worker_id, self.max_deliveries, self.retention)
-        buried = len(buried_types)
+    def _reap(self, worker_id: str, queue: str) -> Reaped:
+        reaped = self.registry.reap(queue, worker_id, self.max_deliveries, self.retention)
+        returned, buried = reaped.returned, len(reaped.buried)
         if returned or buried:
             log.warning("worker %s is dead: %d jobs of queue %s returned to the queue, %d dead-lettered "
                         "after %d deliveries", worker_id, returned, queue, buried, self.max_deliveries)
         self.on_reaped(returned + buried)
-        for job_type in buried_types:  # a run ended by its worker's death, for the last time: dead
+        for job_type in reaped.buried:  # a run ended by its worker's death, for the last time: dead
             self.on_buried(queue, job_type or None)
-        return returned + buried
+        return reaped

@@ -1,13 +1,19 @@
 #!lua flags=allow-oom
--- Return a dead worker's processing list of one queue to the head of that queue, counting
--- a delivery on each job; a job whose workers have died max_deliveries times goes to the dead set.
+-- One bounded step of returning a dead worker's processing list of one queue: the tail's jobs
+-- (at most ARGV[6] of them) go to the head of that queue, counting a delivery on each; a job whose
+-- workers have died max_deliveries times goes to the dead set. The caller repeats steps until
+-- the list is empty, so no single call holds Redis for long whatever the backlog.
 -- KEYS[1] the dead worker's processing list, KEYS[2] ready list, KEYS[3] dead set,
 -- KEYS[4] state hash, KEYS[5] the queue's worker set, KEYS[6] the dead set's trimmed counter,
--- KEYS[7..] done-record keys, one per id in ARGV[6..] (the ids the caller read from the list)
+-- KEYS[7..] done-record keys, one per id in ARGV[7..] (the ids the caller read from the list's tail)
 -- ARGV[1] max_deliveries, ARGV[2] dead max_jobs, ARGV[3] dead max_age seconds, ARGV[4] the dead worker's id,
--- ARGV[5] keep seconds for done records (0: none), ARGV[6..] job ids, in the order of KEYS[7..]
--- Returns: {jobs returned to ready, jobs dead-lettered, then the type of each dead-lettered job ('' if unknown)}
--- Invariant: each job moves exactly once, in one step; reaping a list twice finds it empty.
+-- ARGV[5] keep seconds for done records (0: none), ARGV[6] how many jobs to move at most,
+-- ARGV[7..] job ids, in the order of KEYS[7..]
+-- Returns: {jobs returned to ready, jobs dead-lettered, jobs left in the list, then the type of each
+-- dead-lettered job ('' if unknown)}
+-- Invariant: each job moves exactly once, in one step; the worker leaves the queue's worker set in the
+-- step that finds its list empty, never before. Two reapers stepping at once still move each job once
+-- (a job popped here whose id the caller did not read is moved without its done record).
 -- The envelope header {"i":ID,"a":RUNS[,"d":DEATHS], is rewritten as text (runs and deaths + 1);
 -- the payload is never decoded. Bytes without that header go back untouched, for the
 -- worker that fetches them to dead-letter.
@@ -17,10 +23,10 @@ local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local max_deliveries = tonumber(ARGV[1])
 local keep = tonumber(ARGV[5])
 local done_key = {}
-for i = 6, #ARGV do done_key[ARGV[i]] = KEYS[i + 1] end
+for i = 7, #ARGV do done_key[ARGV[i]] = KEYS[i] end
 local returned, buried = 0, 0
 local buried_types = {}
-while true do
+for _ = 1, tonumber(ARGV[6]) do
   local env = redis.call('RPOP', KEYS[1])
   if not env then break end
   local id, runs, rest = string.match(env, '^{"i":"([^"]+)","a":(%d+),(.*)$')
@@ -57,7 +63,8 @@ if buried > 0 then
     + redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -(tonumber(ARGV[2]) + 1))
   if trimmed > 0 then redis.call('INCRBY', KEYS[6], trimmed) end
 end
-redis.call('SREM', KEYS[5], ARGV[4])
-local out = {returned, buried}
+local left = redis.call('LLEN', KEYS[1])
+if left == 0 then redis.call('SREM', KEYS[5], ARGV[4]) end
+local out = {returned, buried, left}
 for _, t in ipairs(buried_types) do out[#out + 1] = t end
 return out
