@@ -67,6 +67,10 @@ class QueueKeys:
 WORKERS = f"{PREFIX}:workers"
 """Hash: worker id -> JSON description (host, pid, queues, concurrency, started_at)."""
 
+QUEUES = f"{PREFIX}:queues"
+"""Set: every queue a worker has registered for, so that a reaper finds the processing lists
+of queues it does not serve itself (a queue stays named here after its last worker is gone)."""
+
 
 def heartbeat(worker_id: str) -> str:
     """String with TTL dead_after: present while the worker proves it is alive."""

@@ -7,8 +7,9 @@ maxmemory, so a worker keeps proving it is alive while Redis refuses writes.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import redis
 
@@ -23,6 +24,23 @@ REAPER_LOCK = f"{keys.PREFIX}:reaper"
 REAP_STEP = 500                 # most jobs one reap step moves: about 3 ms of Redis time for small jobs
 REAP_STEP_BYTES = 4 << 20       # and about this many bytes of envelopes, so big jobs make smaller steps
 FIRST_REAP_STEP = 10            # the first step's size, before the list's envelope sizes are known
+
+
+@dataclass(frozen=True, slots=True)
+class Survey:
+    """Who may hold processing lists where: what a reaper reads before it judges anyone dead."""
+
+    holders: Mapping[str, frozenset[str]]         # queue -> ids in its worker set
+    described: Mapping[str, tuple[str, ...]]      # registered worker id -> the queues it described
+
+    def workers(self) -> list[str]:
+        """Every worker that is registered or in some queue's worker set."""
+        return sorted(set(self.described).union(*self.holders.values()))
+
+    def queues_of(self, worker_id: str) -> list[str]:
+        """The queues where this worker may hold a processing list: the sets naming it, and its description."""
+        named = {q for q, ids in self.holders.items() if worker_id in ids}
+        return sorted(named.union(self.described.get(worker_id, ())))
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,12 +63,15 @@ class Registry:
         self.scripts = scripts
 
     def register(self, worker_id: str, info: str, queues: Sequence[str], ttl: float) -> None:
-        """Announce a worker: its description, its first heartbeat, and its queues (for reapers)."""
+        """Announce a worker: its description, its first heartbeat, and its queues (for reapers: the
+        queue's worker set, and the set of every queue any worker served)."""
         pipe = self.client.pipeline(transaction=False)
         pipe.hset(keys.WORKERS, worker_id, info)
         pipe.set(keys.heartbeat(worker_id), "1", px=_ms(ttl))
         for queue in queues:
             pipe.sadd(keys.queue_keys(queue).workers, worker_id)
+        if queues:
+            pipe.sadd(keys.QUEUES, *queues)
         with redis_errors("register"):
             pipe.execute()
 
@@ -86,11 +107,23 @@ class Registry:
         with redis_errors("deregister"):
             pipe.execute()
 
-    def members(self, queue: str) -> set[str]:
-        """Workers that may hold a processing list of this queue."""
+    def survey(self, queues: Sequence[str]) -> Survey:
+        """Who may hold processing lists, in every queue a worker ever registered for and in `queues`:
+        two round trips (the known queues and the registry, then each queue's worker set)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.smembers(keys.QUEUES)
+        pipe.hgetall(keys.WORKERS)
         with redis_errors("reaper"):
-            members = self.client.smembers(keys.queue_keys(queue).workers)
-        return {m.decode() if isinstance(m, bytes) else str(m) for m in members}
+            known, registered = pipe.execute()
+        described = {_text(w): _described_queues(info) for w, info in registered.items()}
+        named = set(queues).union(map(_text, known), *described.values())
+        every = sorted(q for q in named if keys.is_queue_name(q))  # a stray member must not build a key
+        pipe = self.client.pipeline(transaction=False)
+        for queue in every:
+            pipe.smembers(keys.queue_keys(queue).workers)
+        with redis_errors("reaper"):
+            members = pipe.execute()
+        return Survey({q: frozenset(map(_text, ids)) for q, ids in zip(every, members)}, described)
 
     def silent(self, worker_ids: Sequence[str]) -> list[str]:
         """The workers among these whose heartbeat key has expired."""
@@ -160,6 +193,15 @@ def _step_size(held: Sequence[bytes]) -> int:
     """How many jobs the next step moves: REAP_STEP, fewer when the last step's envelopes were big."""
     average = sum(map(len, held)) / max(1, len(held))
     return max(1, min(REAP_STEP, int(REAP_STEP_BYTES / max(1.0, average))))
+
+
+def _described_queues(info: bytes) -> tuple[str, ...]:
+    """The queues a worker's description names (none when it is not a description of ours)."""
+    try:
+        queues = json.loads(info).get("queues")
+    except (ValueError, AttributeError):
+        return ()
+    return tuple(q for q in queues if keys.is_queue_name(q)) if isinstance(queues, list) else ()
 
 
 def _text(value: bytes | str) -> str:

@@ -1,6 +1,8 @@
 """Finds workers that stopped proving they are alive and returns their jobs to their queues.
 
-Every worker runs a reaper; a lock lets one act at a time. A worker counts as
+Every worker runs a reaper; one lock lets one act at a time, and its holder looks at
+every queue any worker ever registered for, not only its own, so that a dead
+worker's jobs come back whatever queues the living serve. A worker counts as
 dead only after this reaper has seen its heartbeat missing for a grace period
 longer than the heartbeat interval: after a Redis restart every heartbeat key
 may have expired while live workers simply have not beaten again yet.
@@ -16,7 +18,7 @@ from typing import Callable, Sequence
 import gevent
 
 from geoq.broker.broker import Retention
-from geoq.broker.liveness import Reaped, Registry
+from geoq.broker.liveness import Reaped, Registry, Survey
 from geoq.errors import BrokerError
 
 log = logging.getLogger(__name__)
@@ -47,28 +49,46 @@ class Reaper:
                 log.debug("reaper pass failed: %s", e)
 
     def pass_once(self) -> int:
-        """One look at every queue this worker serves; the number of jobs returned or dead-lettered."""
-        if not self.registry.try_lock(self.worker_id, ttl=self.interval * 3):
-            self._silent_since.clear()
+        """One look at every queue any worker registered for; the number of jobs returned or dead-lettered.
+
+        The lock holder covers every queue, not only its own: a queue that no live worker
+        serves still gets its orphans back. A dead worker is forgotten only once none of
+        its processing lists holds a job (a pass that could not finish leaves it for the next).
+        """
+        if not self._locked():
             return 0
-        dead = self._dead_workers()
-        moved = sum(r.returned + len(r.buried) for r in (self._reap(worker_id, queue) for worker_id, queue in dead))
-        for worker_id in {w for w, _ in dead}:
-            self.registry.forget(worker_id)
-            self._silent_since.pop(worker_id, None)
+        survey = self.registry.survey(self.queues)
+        moved = 0
+        for worker_id in self._dead_workers(survey):
+            if not self._locked():  # a long pass outlived the lock: another reaper carries on
+                break
+            moved += self._reap_worker(worker_id, survey.queues_of(worker_id))
         return moved
 
-    def _dead_workers(self) -> list[tuple[str, str]]:
+    def _locked(self) -> bool:
+        if self.registry.try_lock(self.worker_id, ttl=self.interval * 3):
+            return True
+        self._silent_since.clear()  # we stop watching: what we saw would be stale when we start again
+        return False
+
+    def _dead_workers(self, survey: Survey) -> list[str]:
+        """The workers this reaper has seen silent for longer than the grace (never itself)."""
         now = time.monotonic()
-        holders = {q: sorted(self.registry.members(q) - {self.worker_id}) for q in self.queues}
-        silent = set(self.registry.silent(sorted({w for ws in holders.values() for w in ws})))
+        silent = set(self.registry.silent([w for w in survey.workers() if w != self.worker_id]))
         for worker_id in list(self._silent_since):
             if worker_id not in silent:
                 del self._silent_since[worker_id]
         for worker_id in silent:
             self._silent_since.setdefault(worker_id, now)
-        return [(w, q) for q, ws in holders.items() for w in ws
-                if w in silent and now - self._silent_since[w] >= self.grace]
+        return sorted(w for w in silent if now - self._silent_since[w] >= self.grace)
+
+    def _reap_worker(self, worker_id: str, queues: Sequence[str]) -> int:
+        """Reap each of the dead worker's queues; forget it once no processing list of it holds a job."""
+        reaped = [self._reap(worker_id, queue) for queue in queues]
+        if all(r.left == 0 for r in reaped):
+            self.registry.forget(worker_id)
+            self._silent_since.pop(worker_id, None)
+        return sum(r.returned + len(r.buried) for r in reaped)
 
     def _reap(self, worker_id: str, queue: str) -> Reaped:
         reaped = self.registry.reap(queue, worker_id, self.max_deliveries, self.retention)
