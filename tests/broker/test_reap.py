@@ -14,6 +14,7 @@ from geoq.broker.broker import Broker, Retention
 from geoq.broker.connection import connect
 from geoq.broker.liveness import Registry
 from geoq.config import default_config
+from geoq.worker.reaper import Reaper
 from tests.support.redis_server import RedisServer
 
 K = keys.queue_keys("default")
@@ -91,3 +92,22 @@ def test_steps_bury_return_and_keep_order_across_their_boundaries(server: RedisS
     assert all(json.loads(client.get(K.done(i)))["s"] == "dead" for i in ids[:700])
     assert client.hlen(K.state) == 500 and client.exists(K.processing("w2")) == 0
     assert client.smembers(K.workers) == set()
+
+
+def test_a_worker_registered_before_the_known_queues_set_is_reaped_in_the_queues_its_description_names(
+        redis_url: str, redis_client: redis.Redis) -> None:
+    broker = Broker(connect(default_config(redis_url).redis, max_connections=4))
+    registry = Registry(broker.client, broker.scripts)
+    http = keys.queue_keys("http")
+    with geoq.Client(redis_url) as producer:
+        ids = [j.id for j in producer.enqueue_many([("t.ok", {}, {"queue": "http"})] * 30)]
+    registry.register("w-old", json.dumps({"queues": ["http"]}), ["http"], ttl=60)
+    broker.fetch(broker.client, "http", "w-old", 30, None)
+    redis_client.delete(keys.QUEUES, keys.heartbeat("w-old"))  # as an older geoq registered it; then it died
+    reaper = Reaper(registry, "w-live", ["mail"], interval=1.0, grace=0.0, max_deliveries=3, retention=RETENTION)
+
+    assert reaper.pass_once() == 30
+
+    assert sorted(json.loads(e)["i"] for e in redis_client.lrange(http.ready, 0, -1)) == sorted(ids)
+    assert redis_client.exists(http.processing("w-old")) == 0 and redis_client.smembers(http.workers) == set()
+    assert redis_client.hget(keys.WORKERS, "w-old") is None
