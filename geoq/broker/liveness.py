@@ -12,7 +12,7 @@ from typing import Sequence
 import redis
 
 from geoq.broker import keys
-from geoq.broker.broker import Retention
+from geoq.broker.broker import Retention, drop_dead, trim_step
 from geoq.broker.errors import redis_errors, translate
 from geoq.broker.scripts import Call, Scripts, run
 from geoq.job import peek_id
@@ -106,12 +106,14 @@ class Registry:
         with redis_errors("reap"):  # a dead worker's list no longer changes: its ids name the done keys
             held = self.client.lrange(k.processing(worker_id), 0, -1)
         ids = sorted({i for i in (peek_id(e if isinstance(e, bytes) else e.encode()) for e in held) if i})
-        call = Call("reap", (k.processing(worker_id), k.ready, k.dead, k.state, k.workers, k.dead_trimmed,
+        call = Call("reap", (k.processing(worker_id), k.ready, k.dead, k.state, k.workers,
                              *(k.done(i) for i in ids)),
-                    [max_deliveries, retention.dead_max_jobs, repr(retention.dead_max_age), worker_id,
-                     int(retention.keep), *ids])
+                    [max_deliveries, worker_id, int(retention.keep), *ids])
+        trim = trim_step(k, retention.dead_max_jobs, retention.dead_max_age, counted=True)
         with redis_errors("reap"):
-            (reply,) = run(self.client, self.scripts, [call])
+            reply, (_, over) = run(self.client, self.scripts, [call, trim])
+        if over:
+            drop_dead(self.client, self.scripts, trim, "trim")
         return int(reply[0]), [t.decode() if isinstance(t, bytes) else str(t) for t in reply[2:]]
 
     def forget(self, worker_id: str) -> None:

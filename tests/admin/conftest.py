@@ -74,6 +74,19 @@ def bury(redis_client: redis.Redis) -> Callable[..., Job]:
 
 
 @pytest.fixture
+def bury_many(redis_client: redis.Redis) -> Callable[..., list[Job]]:
+    """bury_many(n, queue="default", died_at=None, ...): n dead records as bury() makes them, written in
+    one pipeline and scored died_at (default: Redis now); the Jobs, oldest first."""
+    def run(n: int, queue: str = "default", *, died_at: float | None = None, **kwargs: Any) -> list[Job]:
+        at = redis_now(redis_client) if died_at is None else died_at
+        pipe = redis_client.pipeline(transaction=False)
+        buried = [_bury(pipe, queue, died_at=at + i / 1000, **kwargs) for i in range(n)]
+        pipe.execute()
+        return buried
+    return run
+
+
+@pytest.fixture
 def now(redis_client: redis.Redis) -> Callable[[], float]:
     """Redis server time, the clock dead records are scored by."""
     return lambda: redis_now(redis_client)

@@ -1,11 +1,12 @@
 #!lua flags=allow-oom
 -- Return a dead worker's processing list of one queue to the head of that queue, counting
--- a delivery on each job; a job whose workers have died max_deliveries times goes to the dead set.
+-- a delivery on each job; a job whose workers have died max_deliveries times goes to the dead set
+-- (which trim.lua, in the same round trip, then trims in bounded steps).
 -- KEYS[1] the dead worker's processing list, KEYS[2] ready list, KEYS[3] dead set,
--- KEYS[4] state hash, KEYS[5] the queue's worker set, KEYS[6] the dead set's trimmed counter,
--- KEYS[7..] done-record keys, one per id in ARGV[6..] (the ids the caller read from the list)
--- ARGV[1] max_deliveries, ARGV[2] dead max_jobs, ARGV[3] dead max_age seconds, ARGV[4] the dead worker's id,
--- ARGV[5] keep seconds for done records (0: none), ARGV[6..] job ids, in the order of KEYS[7..]
+-- KEYS[4] state hash, KEYS[5] the queue's worker set,
+-- KEYS[6..] done-record keys, one per id in ARGV[4..] (the ids the caller read from the list)
+-- ARGV[1] max_deliveries, ARGV[2] the dead worker's id,
+-- ARGV[3] keep seconds for done records (0: none), ARGV[4..] job ids, in the order of KEYS[6..]
 -- Returns: {jobs returned to ready, jobs dead-lettered, then the type of each dead-lettered job ('' if unknown)}
 -- Invariant: each job moves exactly once, in one step; reaping a list twice finds it empty.
 -- The envelope header {"i":ID,"a":RUNS[,"d":DEATHS], is rewritten as text (runs and deaths + 1);
@@ -15,9 +16,9 @@
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local max_deliveries = tonumber(ARGV[1])
-local keep = tonumber(ARGV[5])
+local keep = tonumber(ARGV[3])
 local done_key = {}
-for i = 6, #ARGV do done_key[ARGV[i]] = KEYS[i + 1] end
+for i = 4, #ARGV do done_key[ARGV[i]] = KEYS[i + 2] end
 local returned, buried = 0, 0
 local buried_types = {}
 while true do
@@ -52,12 +53,7 @@ while true do
     end
   end
 end
-if buried > 0 then
-  local trimmed = redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (now - tonumber(ARGV[3])))
-    + redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -(tonumber(ARGV[2]) + 1))
-  if trimmed > 0 then redis.call('INCRBY', KEYS[6], trimmed) end
-end
-redis.call('SREM', KEYS[5], ARGV[4])
+redis.call('SREM', KEYS[5], ARGV[2])
 local out = {returned, buried}
 for _, t in ipairs(buried_types) do out[#out + 1] = t end
 return out
