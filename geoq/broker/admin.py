@@ -20,6 +20,7 @@ import redis
 
 from geoq.broker import keys
 from geoq.broker.keys import glob_escape
+from geoq.broker.clock import redis_time
 from geoq.broker.errors import redis_errors
 from geoq.broker.broker import drop_dead, trim_step
 from geoq.broker.inspect import Depth, read_depths
@@ -70,9 +71,7 @@ class AdminBroker:
         self.scripts = scripts or Scripts()
 
     def server_time(self) -> float:
-        with redis_errors("time"):
-            seconds, micros = self.client.time()
-        return seconds + micros / 1_000_000
+        return redis_time(self.client)
 
     # -- queues --------------------------------------------------------------------------------
 

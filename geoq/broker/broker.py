@@ -15,6 +15,7 @@ import redis
 from redis.exceptions import NoScriptError
 
 from geoq.broker import keys
+from geoq.broker.clock import redis_time
 from geoq.broker.errors import redis_errors, translate
 from geoq.broker.scripts import Call, Scripts, add, run
 
@@ -296,9 +297,7 @@ class Broker:
         return None
 
     def server_time(self) -> float:
-        with redis_errors("time"):
-            seconds, micros = self.client.time()
-        return seconds + micros / 1_000_000
+        return redis_time(self.client)
 
     def ping(self) -> None:
         with redis_errors("ping"):

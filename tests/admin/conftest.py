@@ -61,8 +61,9 @@ def _bury(client: redis.Redis, queue: str = "default", job_type: str = "t.job", 
               attempt=runs - 1, enqueued_at=time.time() - 60, max_retries=runs - 1, history=history[:-1])
     envelope = jobs.encode(job, 2**20)
     ran = dataclasses.replace(job, attempt=runs, history=history)
-    record = dead_record(queue, envelope, ran, job.id, reason, history[-1][1])
-    client.zadd(keys.queue_keys(queue).dead, {record: redis_now(client) if died_at is None else died_at})
+    at = redis_now(client) if died_at is None else died_at
+    record = dead_record(queue, envelope, ran, job.id, reason, history[-1][1], at)
+    client.zadd(keys.queue_keys(queue).dead, {record: at})
     return job
 
 
