@@ -9,6 +9,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from geoq import job as jobs
 from geoq.broker.broker import Broker, NewJob, Placement
+from geoq.broker.clock import RedisClock
 from geoq.broker.connection import connect
 from geoq.config import Config, default_config, load_config
 from geoq.errors import InvalidJob, JobDead, ResultTimeout
@@ -16,6 +17,7 @@ from geoq.job import Job, JobStatus
 
 PRIORITIES = ("normal", "high")
 _TAIL, _HEAD = Placement("tail"), Placement("head")
+_CLOCK_RESYNC = 60.0  # seconds between TIME reads: one round trip a minute, however many enqueues
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +39,7 @@ class Client:
             raise TypeError("give a url or a config, not both")
         self._redis = connect(self.config.redis, name="geoq-client")
         self.broker = Broker(self._redis)
+        self.clock = RedisClock()   # enqueue times are Redis's: synced on first use, then each minute
 
     @classmethod
     def from_config(cls, path: str) -> "Client":
@@ -88,7 +91,9 @@ class Client:
         queue = jobs.check_queue(queue or (route.queue if route else "default"))
         placement = _placement(delay, at, priority)
         # Rounded as the envelope stores them, so the Job returned is the Job stored.
-        now = round(time.time(), 3)
+        if self.clock.stale(_CLOCK_RESYNC):
+            self.clock.sync(self._redis)
+        now = round(self.clock.now(), 3)
         due_at = None
         if placement.where == "delay":
             due_at = round(now + (placement.value or 0.0), 3)

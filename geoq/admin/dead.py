@@ -228,8 +228,7 @@ def dead_purge(s: Session, args: argparse.Namespace) -> int:
     elif args.all:
         purged = {queue: s.broker.dead_remove_all(queue) for queue in queues}
     else:
-        cutoff = s.broker.server_time() - args.older_than
-        purged = {queue: s.broker.dead_remove_older(queue, cutoff) for queue in queues}
+        purged = {queue: s.broker.dead_remove_older(queue, args.older_than) for queue in queues}
     total = sum(purged.values())
     if args.json:
         print(render.to_json({"purged": total, "queues": {q: n for q, n in purged.items() if n}, "missing": missing}))

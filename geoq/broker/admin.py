@@ -3,13 +3,15 @@
 Reads are plain commands in pipelines (a snapshot that is a few microseconds
 wide is good enough for a person or a monitoring script). Every move that
 touches more than one key is one script: putting a dead job back
-(dead_retry.lua) and emptying a queue (purge.lua). Single-key moves (removing
-dead records) are single commands. No policy lives here: what to retry and
+(dead_retry.lua) and emptying a queue (purge.lua); removing dead records is
+ZREM or trim.lua. Whatever the backlog, no call holds Redis for long: big
+moves go in bounded steps, each atomic for the jobs it moves. No policy lives here: what to retry and
 how its envelope is rewritten is the caller's.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Sequence, cast
@@ -18,11 +20,14 @@ import redis
 
 from geoq.broker import keys
 from geoq.broker.keys import glob_escape
+from geoq.broker.clock import redis_time
 from geoq.broker.errors import redis_errors
+from geoq.broker.broker import drop_dead, trim_step
 from geoq.broker.inspect import Depth, read_depths
 from geoq.broker.scripts import Call, Scripts, run
 
 _SCAN_COUNT = 1000
+_REMOVE_CHUNK = 1000  # records per ZREM: bounds the time one call holds Redis
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +71,7 @@ class AdminBroker:
         self.scripts = scripts or Scripts()
 
     def server_time(self) -> float:
-        with redis_errors("time"):
-            seconds, micros = self.client.time()
-        return seconds + micros / 1_000_000
+        return redis_time(self.client)
 
     # -- queues --------------------------------------------------------------------------------
 
@@ -145,11 +148,19 @@ class AdminBroker:
         return [DeadEntry(queue, _bytes(member), float(score)) for member, score in cast("list[Any]", page)]
 
     def dead_scan(self, queue: str) -> Iterator[DeadEntry]:
-        """Every record of a queue's dead set, in no order; records added meanwhile may be missed,
-        and a record may come twice (ZSCAN's promise), so a move must tolerate a missing member."""
+        """Every record of a queue's dead set once, in no order; records added meanwhile may be
+        missed, and one may be gone by the time it is acted on, so a move must tolerate a missing member.
+
+        ZSCAN may return a member twice when the set shrinks under it (as a retry --all shrinks
+        it): seen members are remembered by a 16-byte digest, to report each record once.
+        """
+        seen: set[bytes] = set()
         with redis_errors("dead scan"):
             for member, score in self.client.zscan_iter(keys.queue_keys(queue).dead, count=_SCAN_COUNT):
-                yield DeadEntry(queue, _bytes(member), float(score))
+                digest = hashlib.blake2b(_bytes(member), digest_size=16).digest()
+                if digest not in seen:
+                    seen.add(digest)
+                    yield DeadEntry(queue, _bytes(member), float(score))
 
     def dead_find(self, queue: str, job_id: str) -> list[DeadEntry]:
         """The records of one job id in a queue's dead set (a job may have died more than once)."""
@@ -179,19 +190,24 @@ class AdminBroker:
         return [int(code) for code in codes]
 
     def dead_remove(self, queue: str, members: Sequence[bytes]) -> int:
-        if not members:
-            return 0
-        with redis_errors("dead purge"):
-            return int(self.client.zrem(keys.queue_keys(queue).dead, *members))
+        """Remove these exact records, in bounded chunks; the number that were there."""
+        removed = 0
+        for start in range(0, len(members), _REMOVE_CHUNK):
+            with redis_errors("dead purge"):
+                removed += int(self.client.zrem(keys.queue_keys(queue).dead, *members[start:start + _REMOVE_CHUNK]))
+        return removed
 
     def dead_remove_all(self, queue: str) -> int:
-        with redis_errors("dead purge"):
-            return int(self.client.zremrangebyrank(keys.queue_keys(queue).dead, 0, -1))
+        """Empty a queue's dead set, oldest first, in bounded steps; the records removed."""
+        return self._drop(queue, kept=0, max_age=None)
 
-    def dead_remove_older(self, queue: str, cutoff: float) -> int:
-        """Remove the records that died strictly before `cutoff` (unix seconds, Redis time)."""
-        with redis_errors("dead purge"):
-            return int(self.client.zremrangebyscore(keys.queue_keys(queue).dead, "-inf", f"({cutoff!r}"))
+    def dead_remove_older(self, queue: str, age: float) -> int:
+        """Remove the records that died more than `age` seconds ago by Redis time, in bounded steps."""
+        return self._drop(queue, kept=None, max_age=age)
+
+    def _drop(self, queue: str, kept: int | None, max_age: float | None) -> int:
+        step = trim_step(keys.queue_keys(queue), kept, max_age, counted=False)
+        return drop_dead(self.client, self.scripts, step, "dead purge")
 
 
 def _bytes(value: object) -> bytes:

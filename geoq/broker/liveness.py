@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 import redis
 
 from geoq.broker import keys
-from geoq.broker.broker import Retention
+from geoq.broker.broker import Retention, drop_dead, trim_step
 from geoq.broker.errors import redis_errors, translate
 from geoq.broker.scripts import Call, Scripts, run
 from geoq.job import peek_id
@@ -171,12 +171,14 @@ class Registry:
             held = [e if isinstance(e, bytes) else e.encode()
                     for e in self.client.lrange(k.processing(worker_id), -count, -1)]
         ids = sorted({i for i in map(peek_id, held) if i})
-        call = Call("reap", (k.processing(worker_id), k.ready, k.dead, k.state, k.workers, k.dead_trimmed,
+        call = Call("reap", (k.processing(worker_id), k.ready, k.dead, k.state, k.workers,
                              *(k.done(i) for i in ids)),
-                    [max_deliveries, retention.dead_max_jobs, repr(retention.dead_max_age), worker_id,
-                     int(retention.keep), len(held), *ids])
+                    [max_deliveries, worker_id, int(retention.keep), len(held), *ids])
+        trim = trim_step(k, retention.dead_max_jobs, retention.dead_max_age, counted=True)
         with redis_errors("reap"):
-            (reply,) = run(self.client, self.scripts, [call])
+            reply, (_, over) = run(self.client, self.scripts, [call, trim])
+        if over:
+            drop_dead(self.client, self.scripts, trim, "trim")
         return held, Reaped(int(reply[0]), tuple(_text(t) for t in reply[3:]), int(reply[2]))
 
     def forget(self, worker_id: str) -> None:

@@ -16,7 +16,8 @@ from typing import Any, Sequence
 import redis
 from redis.exceptions import NoScriptError
 
-NAMES = ("enqueue", "fetch", "mark", "ack", "retry", "dead", "promote", "handback", "reap", "dead_retry", "purge")
+NAMES = ("enqueue", "fetch", "mark", "ack", "retry", "dead", "promote", "handback", "reap", "dead_retry", "purge",
+         "trim")
 
 
 class Scripts:

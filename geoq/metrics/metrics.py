@@ -129,7 +129,7 @@ class Metrics:
         if prepared.route is None:
             self.dead_on_arrival(prepared.queue, prepared.job.type if prepared.job is not None else None)
         elif prepared.job is not None:
-            self.observe_start(prepared.job)
+            self.observe_start(prepared.job, prepared.at)   # both times Redis's: no host's clock error
 
     def outcome(self, job: Job, route: Any, outcome_name: str, duration: float) -> None:
         """One finished run: on_outcome(job, route, "Succeeded" | "RetryAt" | "Dead", seconds)."""

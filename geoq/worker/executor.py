@@ -32,14 +32,17 @@ class Prepared:
     job: Job | None
     route: Route | None
     burial: Bury | None = None
+    at: float | None = None   # Redis time when it was prepared, just before it starts (None: unknown)
 
 
 class Executor:
     """Runs prepared jobs and reports each outcome to `settle` (the Settler's put)."""
 
     def __init__(self, router: Router, settle: Settle, *, max_payload: int, keep: float,
+                 clock: Callable[[], float],
                  observe: Callable[[Job, Route, str, float], None] | None = None) -> None:
         self.router = router
+        self.clock = clock   # Redis's time (RedisClock.now): history, due and death times are stored
         self.settle = settle
         self.max_payload = max_payload
         self.keep = keep
@@ -58,7 +61,7 @@ class Executor:
             return self._reject(queue, envelope, None, getattr(e, "reason", "not_a_job"), str(e))
         if route is None:  # never runs: its attempt stays the runs it made
             return self._reject(queue, envelope, job, "unknown_type", f"no route for job type {job.type!r}")
-        return Prepared(queue, envelope, job, route)
+        return Prepared(queue, envelope, job, route, at=self.clock())
 
     def running_state(self, p: Prepared) -> tuple[str, str]:
         assert p.job is not None
@@ -103,9 +106,10 @@ class Executor:
     def _settlement(self, p: Prepared, job: Job, outcome: Any, done: bytes) -> Ack | RetryLater | Bury:
         if isinstance(outcome, Succeeded):
             return Ack(p.envelope, job.id, done)
-        history = job.history + ((round(time.time(), 3), outcome.error),)
+        now = self.clock()
+        history = job.history + ((round(now, 3), outcome.error),)
         if isinstance(outcome, RetryAt):
-            again = replace(job, history=history, due_at=time.time() + outcome.delay)
+            again = replace(job, history=history, due_at=now + outcome.delay)
             return RetryLater(p.envelope, jobs.encode(again, 2 ** 31), outcome.delay, job.id, job.attempt,
                               outcome.error)
         assert isinstance(outcome, Dead)
@@ -119,17 +123,18 @@ class Executor:
     def _burial(self, queue: str, envelope: bytes, job: Job | None, reason: str, error: str) -> Bury:
         job_id = job.id if job else (jobs.peek_id(envelope) or "")
         attempts = job.attempt if job else 0
-        record = dead_record(queue, envelope, job, job_id, reason, error)
+        record = dead_record(queue, envelope, job, job_id, reason, error, self.clock())
         done = jobs.encode_done("dead", attempts, error, None, reason, job.type if job else None)
         return Bury(envelope, record, job_id, done)
 
 
-def dead_record(queue: str, envelope: bytes, job: Job | None, job_id: str, reason: str, error: str) -> bytes:
+def dead_record(queue: str, envelope: bytes, job: Job | None, job_id: str, reason: str, error: str,
+                died_at: float) -> bytes:
     """The dead-list entry: who, why, the attempt history, and the original bytes to retry from."""
     body: dict[str, Any] = {"id": job_id, "type": job.type if job else None, "queue": queue, "reason": reason,
                             "error": error, "attempts": job.attempt if job else 0,
                             "history": [list(h) for h in job.history] if job else [],
-                            "died_at": round(time.time(), 3)}
+                            "died_at": round(died_at, 3)}
     try:
         body["envelope"] = envelope.decode("utf-8")
     except UnicodeDecodeError:

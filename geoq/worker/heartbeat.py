@@ -6,6 +6,10 @@ it. But a heartbeat must prove progress, not only a live process: the hub
 ticks a timestamp, and the thread refreshes the heartbeat only while that
 tick is fresh. A hub stalled for less than dead_after is never reaped; one
 wedged for longer stops beating and is.
+
+The times in the worker's description (started_at, beat_at) are Redis's, from
+the worker's RedisClock, which each beat re-syncs: `geoq workers` and `stats`
+subtract them from Redis's time, so this host's clock error never shows as age.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Callable, Sequence
 import gevent
 from gevent import monkey
 
+from geoq.broker.clock import RedisClock
 from geoq.broker.connection import connect
 from geoq.broker.liveness import Registry
 from geoq.config import Config
@@ -39,14 +44,15 @@ class Heartbeat:
     """Registration, the hub tick (a greenlet) and the beat (a native thread)."""
 
     def __init__(self, config: Config, registry: Registry, worker_id: str, queues: Sequence[str], *,
-                 in_flight: Callable[[], int], on_fenced: Callable[[], None],
+                 in_flight: Callable[[], int], on_fenced: Callable[[], None], clock: RedisClock,
                  on_error: Callable[[str], None] | None = None) -> None:
         self.config, self.registry, self.worker_id = config, registry, worker_id
         self.queues = list(queues)
         self.interval, self.ttl = config.worker.heartbeat, config.worker.dead_after
         self.in_flight, self.on_fenced = in_flight, on_fenced
         self.on_error = on_error or (lambda op: None)
-        self.started_at = time.time()
+        self.clock = clock
+        self.started_at = 0.0   # Redis time of registration
         self.tick_at = time.monotonic()
         self._stopped = False
         self._fenced = False
@@ -58,10 +64,12 @@ class Heartbeat:
         return json.dumps({"id": self.worker_id, "host": socket.gethostname(), "pid": os.getpid(),
                            "queues": self.queues, "concurrency": self.config.worker.concurrency,
                            "in_flight": self.in_flight(), "started_at": round(self.started_at, 3),
-                           "beat_at": round(time.time(), 3), "dead_after": self.ttl},
+                           "beat_at": round(self.clock.now(), 3), "dead_after": self.ttl},
                           separators=(",", ":"))
 
     def register(self) -> None:
+        self.clock.sync(self.registry.client)
+        self.started_at = self.clock.now()
         self.registry.register(self.worker_id, self.info(), self.queues, self.ttl)
 
     def start(self) -> gevent.Greenlet:
@@ -98,6 +106,7 @@ class Heartbeat:
             if self._stopped or time.monotonic() - self.tick_at > self.interval + 1.0:
                 continue  # the hub has not shown progress: let the heartbeat lapse
             try:
+                self.clock.sync(client)
                 alive = registry.beat(self.worker_id, self.ttl, self.info())
             except BrokerError as e:
                 self._news.append((logging.DEBUG if failing else logging.ERROR, f"heartbeat failed: {e}", True))

@@ -13,6 +13,7 @@ from gevent.event import Event
 from gevent.pool import Pool
 
 from geoq.broker.broker import Broker, Retention
+from geoq.broker.clock import RedisClock
 from geoq.broker.connection import connect
 from geoq.broker.liveness import Registry
 from geoq.config import Config
@@ -58,20 +59,21 @@ class Worker:
         self.broker = Broker(self.redis)
         self.registry = Registry(self.redis, self.broker.scripts)
         self.pool = Pool(w.concurrency)
+        self.clock = RedisClock()   # synced at registration and at every beat
         self.held: dict[str, Counter[bytes]] = {q: Counter() for q in self.queues}
         retention = Retention(config.results.keep, config.dead.max_jobs, config.dead.max_age)
         self.settler = Settler(self.broker, self.id, retention, capacity=w.concurrency + w.fetch_batch,
                                on_written=self._released, on_error=hooks.on_redis_error,
                                on_fenced=hooks.on_fenced)
         self.executor = Executor(router, self.settler.put, max_payload=w.max_payload, keep=config.results.keep,
-                                 observe=hooks.on_outcome)
+                                 clock=self.clock.now, observe=hooks.on_outcome)
         self.fetcher = Fetcher(self.broker, self.blocking, self.id, self.queues, w.weights, self.pool,
                                self._dispatch, batch=w.fetch_batch, block_timeout=w.block_timeout,
                                holding=self.held.__getitem__, on_error=hooks.on_redis_error,
                                on_batch=hooks.on_batch)
         self.scheduler = Scheduler(self.broker, self.queues, on_error=hooks.on_redis_error)
         self.heartbeat = Heartbeat(config, self.registry, self.id, self.queues, in_flight=self.in_flight,
-                                   on_fenced=self._fenced, on_error=hooks.on_redis_error)
+                                   on_fenced=self._fenced, clock=self.clock, on_error=hooks.on_redis_error)
         self.reaper = Reaper(self.registry, self.id, self.queues, interval=w.heartbeat / 2,
                              grace=w.heartbeat + 1.0, max_deliveries=w.max_deliveries, retention=retention,
                              on_reaped=hooks.on_reaped, on_buried=hooks.on_buried,

@@ -61,8 +61,9 @@ def _bury(client: redis.Redis, queue: str = "default", job_type: str = "t.job", 
               attempt=runs - 1, enqueued_at=time.time() - 60, max_retries=runs - 1, history=history[:-1])
     envelope = jobs.encode(job, 2**20)
     ran = dataclasses.replace(job, attempt=runs, history=history)
-    record = dead_record(queue, envelope, ran, job.id, reason, history[-1][1])
-    client.zadd(keys.queue_keys(queue).dead, {record: redis_now(client) if died_at is None else died_at})
+    at = redis_now(client) if died_at is None else died_at
+    record = dead_record(queue, envelope, ran, job.id, reason, history[-1][1], at)
+    client.zadd(keys.queue_keys(queue).dead, {record: at})
     return job
 
 
@@ -71,6 +72,19 @@ def bury(redis_client: redis.Redis) -> Callable[..., Job]:
     """bury(queue="default", job_type="t.job", died_at=None, job_id=None, reason=..., runs=3, payload=None):
     a dead record in the worker's own format, scored died_at (default: Redis now); the Job it holds."""
     return lambda *args, **kwargs: _bury(redis_client, *args, **kwargs)
+
+
+@pytest.fixture
+def bury_many(redis_client: redis.Redis) -> Callable[..., list[Job]]:
+    """bury_many(n, queue="default", died_at=None, ...): n dead records as bury() makes them, written in
+    one pipeline and scored died_at (default: Redis now); the Jobs, oldest first."""
+    def run(n: int, queue: str = "default", *, died_at: float | None = None, **kwargs: Any) -> list[Job]:
+        at = redis_now(redis_client) if died_at is None else died_at
+        pipe = redis_client.pipeline(transaction=False)
+        buried = [_bury(pipe, queue, died_at=at + i / 1000, **kwargs) for i in range(n)]
+        pipe.execute()
+        return buried
+    return run
 
 
 @pytest.fixture

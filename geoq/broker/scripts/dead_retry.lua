@@ -17,16 +17,17 @@ for i = 2, #ARGV, 2 do
   local id = string.match(ARGV[i + 1], '^{"i":"([^"]+)"')
   if not id then
     out[n] = 3
+  elseif not redis.call('ZSCORE', KEYS[1], ARGV[i]) then
+    out[n] = 0  -- checked first: a record another admin just retried has a live id now, but is gone
   elseif redis.call('HEXISTS', KEYS[3], id) == 1 then
     out[n] = 2
-  elseif redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
+  else
+    redis.call('ZREM', KEYS[1], ARGV[i])
     redis.call('RPUSH', KEYS[2], ARGV[i + 1])
     redis.call('HSET', KEYS[3], id, queued)
     -- The dead outcome is stale now; left behind it would outlive a later success stored with keep 0.
     redis.call('DEL', KEYS[3 + n])
     out[n] = 1
-  else
-    out[n] = 0
   end
 end
 return out

@@ -1,14 +1,14 @@
 #!lua flags=allow-oom
 -- One bounded step of returning a dead worker's processing list of one queue: the tail's jobs
--- (at most ARGV[6] of them) go to the head of that queue, counting a delivery on each; a job whose
--- workers have died max_deliveries times goes to the dead set. The caller repeats steps until
--- the list is empty, so no single call holds Redis for long whatever the backlog.
+-- (at most ARGV[4] of them) go to the head of that queue, counting a delivery on each; a job whose
+-- workers have died max_deliveries times goes to the dead set (which trim.lua, in the same round
+-- trip, then trims in bounded steps). The caller repeats steps until the list is empty, so no
+-- single call holds Redis for long whatever the backlog.
 -- KEYS[1] the dead worker's processing list, KEYS[2] ready list, KEYS[3] dead set,
--- KEYS[4] state hash, KEYS[5] the queue's worker set, KEYS[6] the dead set's trimmed counter,
--- KEYS[7..] done-record keys, one per id in ARGV[7..] (the ids the caller read from the list's tail)
--- ARGV[1] max_deliveries, ARGV[2] dead max_jobs, ARGV[3] dead max_age seconds, ARGV[4] the dead worker's id,
--- ARGV[5] keep seconds for done records (0: none), ARGV[6] how many jobs to move at most,
--- ARGV[7..] job ids, in the order of KEYS[7..]
+-- KEYS[4] state hash, KEYS[5] the queue's worker set,
+-- KEYS[6..] done-record keys, one per id in ARGV[5..] (the ids the caller read from the list's tail)
+-- ARGV[1] max_deliveries, ARGV[2] the dead worker's id, ARGV[3] keep seconds for done records
+-- (0: none), ARGV[4] how many jobs to move at most, ARGV[5..] job ids, in the order of KEYS[6..]
 -- Returns: {jobs returned to ready, jobs dead-lettered, jobs left in the list, then the type of each
 -- dead-lettered job ('' if unknown)}
 -- Invariant: each job moves exactly once, in one step; the worker leaves the queue's worker set in the
@@ -21,12 +21,12 @@
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local max_deliveries = tonumber(ARGV[1])
-local keep = tonumber(ARGV[5])
+local keep = tonumber(ARGV[3])
 local done_key = {}
-for i = 7, #ARGV do done_key[ARGV[i]] = KEYS[i] end
+for i = 5, #ARGV do done_key[ARGV[i]] = KEYS[i + 1] end
 local returned, buried = 0, 0
 local buried_types = {}
-for _ = 1, tonumber(ARGV[6]) do
+for _ = 1, tonumber(ARGV[4]) do
   local env = redis.call('RPOP', KEYS[1])
   if not env then break end
   local id, runs, rest = string.match(env, '^{"i":"([^"]+)","a":(%d+),(.*)$')
@@ -58,13 +58,8 @@ for _ = 1, tonumber(ARGV[6]) do
     end
   end
 end
-if buried > 0 then
-  local trimmed = redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (now - tonumber(ARGV[3])))
-    + redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -(tonumber(ARGV[2]) + 1))
-  if trimmed > 0 then redis.call('INCRBY', KEYS[6], trimmed) end
-end
 local left = redis.call('LLEN', KEYS[1])
-if left == 0 then redis.call('SREM', KEYS[5], ARGV[4]) end
+if left == 0 then redis.call('SREM', KEYS[5], ARGV[2]) end
 local out = {returned, buried, left}
 for _, t in ipairs(buried_types) do out[#out + 1] = t end
 return out
