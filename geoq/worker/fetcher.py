@@ -68,7 +68,7 @@ class Fetcher:
     def run(self) -> None:
         while not self.stopping.is_set():
             free = self._free_slots()
-            if free <= 0:
+            if free <= 0 or self.stopping.is_set():  # a stop while the pool was full: no fetch after it
                 continue
             try:
                 if self._check_due():
@@ -186,5 +186,14 @@ class Fetcher:
             log.warning("fetching again")
         self._failing = False
 
+    @property
+    def unsure(self) -> bool:
+        """A fetch failed lately: Redis may have moved jobs for it (or still move them) unseen."""
+        return self._unsure_until > 0.0
+
+    def waiters(self) -> list[gevent.Greenlet]:
+        """The greenlets blocked in Redis on one queue each, right now."""
+        return list(self._waiting.values())
+
     def join_waiters(self, timeout: float | None) -> None:
-        gevent.joinall(list(self._waiting.values()), timeout=timeout)
+        gevent.joinall(self.waiters(), timeout=timeout)

@@ -30,7 +30,10 @@ from geoq.routing import Router, build_router
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_CONFIG = 0, 2
+# 0: stopped, every job it took finished or handed back. 2: bad config or credentials.
+# 3: stopped, but Redis did not take everything by the stop's deadline: jobs are left in the
+# worker's processing lists (and it stays registered) for another worker's reaper to return.
+EXIT_OK, EXIT_CONFIG, EXIT_LEFT = 0, 2, 3
 PARENT_CHECK = 1.0  # seconds between a child's checks that its parent is still there
 
 
@@ -43,7 +46,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    p = _Parser(prog="geoq-worker", description="Run a geoq worker.")
+    p = _Parser(prog="geoq-worker", description="Run a geoq worker.",
+                epilog="exit status: 0 stopped, every job finished or handed back; 2 bad config or "
+                       "credentials; 3 stopped, but Redis did not answer in time, so jobs were left in "
+                       "the worker's processing lists for another worker's reaper (nothing is lost); "
+                       "with --processes N, 1 if a worker process did not stop cleanly")
     p.add_argument("config", help="path to the YAML config file")
     p.add_argument("--concurrency", type=int, help="greenlet pool size (overrides worker.concurrency)")
     p.add_argument("--queues", help="comma-separated queues in priority order (overrides worker.queues)")
@@ -164,8 +171,8 @@ def run_worker(config: Config, router: Router, parent: int | None = None) -> int
             print(f"geoq-worker: {e}", file=sys.stderr)
             return EXIT_CONFIG
         if outcome != FENCED:
-            return EXIT_OK
-    return EXIT_OK
+            break
+    return EXIT_OK if all(w.report.clean for w in current) else EXIT_LEFT
 
 
 def skip_spawn_tracking() -> None:
