@@ -56,6 +56,7 @@ class Fetcher:
         # processing list is checked at once and again once that window has passed.
         self._unsure_until = 0.0
         self._checked_once = False
+        self.failed_at = 0.0       # monotonic time of the last failed fetch: Redis may still carry it out
         # Even with no error seen, Redis can lose writes it acknowledged: after a failover, the
         # new master lacks what the old one took last, so an ack may be undone and its job sit
         # in our processing list with nobody running it. A periodic check finds such jobs.
@@ -173,7 +174,8 @@ class Fetcher:
             self._unsure_until = 0.0
 
     def _fetch_failed(self, error: BrokerError) -> None:
-        self._unsure_until = time.monotonic() + self.block_timeout + 1.0
+        self.failed_at = time.monotonic()
+        self._unsure_until = self.failed_at + self.block_timeout + 1.0
         self._checked_once = False
         self.on_error("fetch")
         if not self._failing:
@@ -185,11 +187,6 @@ class Fetcher:
         if self._failing:
             log.warning("fetching again")
         self._failing = False
-
-    @property
-    def unsure(self) -> bool:
-        """A fetch failed lately: Redis may have moved jobs for it (or still move them) unseen."""
-        return self._unsure_until > 0.0
 
     def waiters(self) -> list[gevent.Greenlet]:
         """The greenlets blocked in Redis on one queue each, right now."""

@@ -37,8 +37,8 @@ class Deadline:
     """The end of one stop: `grace` seconds for running jobs, then `after` more for Redis work."""
 
     def __init__(self, grace: float, after: float, now: float | None = None) -> None:
-        start = time.monotonic() if now is None else now
-        self.grace_ends = start + grace
+        self.started = time.monotonic() if now is None else now
+        self.grace_ends = self.started + grace
         self.at = self.grace_ends + max(0.0, after - EXIT_ALLOWANCE)
 
     def left(self) -> float:
@@ -78,8 +78,8 @@ class StopReport:
     left: jobs known to be still in this worker's processing lists (their queue's handback
     did not get through by the deadline); unwritten: how many of those had finished with an
     outcome that was not written (they run again: at-least-once); fetch_cut: a fetch was
-    still in Redis, or had failed, so Redis may move jobs into the lists after the worker is
-    gone. Unless the stop is clean, the worker stays registered and the reaper returns them.
+    still in Redis at the deadline, or failed during the stop, so Redis may move jobs into the lists after the
+    worker is gone. Unless the stop is clean, the worker stays registered and the reaper returns them.
     """
 
     handed_back: int = 0

@@ -147,7 +147,7 @@ class Worker:
         self.heartbeat.stop()
         report = StopReport(back.moved, sum(sum(self.held[q].values()) for q in back.failed),
                             sum(self.settler.unwritten[q] for q in back.failed),
-                            fetch_cut=not fetch_ended or self.fetcher.unsure)
+                            fetch_cut=not fetch_ended or self.fetcher.failed_at >= deadline.started)
         gevent.killall([*self._loops, self._fetch_loop, *self.fetcher.waiters()],
                        timeout=max(0.1, min(2.0, deadline.left())))
         if report.clean:
