@@ -24,7 +24,7 @@ from gevent.event import Event
 
 from geoq import logs
 from geoq.broker import keys
-from geoq.config import Config, load_config
+from geoq.config import Config, connection_split, least_connections, load_config
 from geoq.errors import ConfigError, RedisAuthError
 from geoq.routing import Router, build_router
 
@@ -92,6 +92,17 @@ def check_metrics_ports(config: Config) -> None:
                           f"{m.port + n - 1}, past 65535; choose a lower port")
 
 
+def check_connections(config: Config) -> None:
+    """redis.max_connections is the whole process's: it must cover the fixed pools and a main pool."""
+    least = least_connections(config)
+    if config.redis.max_connections < least:
+        split = connection_split(config)
+        raise ConfigError(f"{config.path}: redis.max_connections: expected at least {least} for this worker "
+                          f"({split.fetch} for fetches on {len(config.worker.queues)} queues, {split.heartbeat} "
+                          f"heartbeat, {split.metrics} metrics, 4 for outcomes, scheduler and reaper), "
+                          f"got {config.redis.max_connections}")
+
+
 def for_child(config: Config, index: int) -> Config:
     """Child `index` serves metrics on metrics.listen's port + index; port 0 (a free port) stays 0."""
     m = config.metrics
@@ -108,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = apply_overrides(load_config(args.config), args)
         check_metrics_ports(config)
+        check_connections(config)
         logs.configure(config.logging)
         router = build_router(config)
     except ConfigError as e:
@@ -141,8 +153,9 @@ def run_worker(config: Config, router: Router, parent: int | None = None) -> int
     from geoq.metrics import Metrics, install_hubwatch, start_metrics
 
     metrics = Metrics.from_config(config)
-    try:  # one endpoint for the process, kept across fenced restarts; its own small pool of connections
-        start_metrics(config, Broker(connect(config.redis, max_connections=4, name="geoq-metrics")), metrics)
+    try:  # one endpoint for the process, kept across fenced restarts; its own share of the connections
+        start_metrics(config, Broker(connect(config.redis, max_connections=max(1, connection_split(config).metrics),
+                                             name="geoq-metrics")), metrics)
     except ConfigError as e:
         print(f"geoq-worker: {e}", file=sys.stderr)
         return EXIT_CONFIG

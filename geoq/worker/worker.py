@@ -15,7 +15,7 @@ from gevent.pool import Pool
 from geoq.broker.broker import Broker, Retention
 from geoq.broker.connection import connect
 from geoq.broker.liveness import Registry
-from geoq.config import Config
+from geoq.config import Config, connection_split
 from geoq.errors import BrokerError, RedisAuthError
 from geoq.routing import Router
 from geoq.worker.executor import Executor, Prepared
@@ -53,9 +53,10 @@ class Worker:
         self.config, self.router, self.hooks = config, router, hooks
         self.queues: Sequence[str] = w.queues
         self.id = new_worker_id()
-        self.redis = connect(config.redis, max_connections=16, name=f"geoq-worker:{self.id}")
+        split = connection_split(config)  # redis.max_connections shared among the process's pools
+        self.redis = connect(config.redis, max_connections=split.main, name=f"geoq-worker:{self.id}")
         self.blocking = connect(config.redis, read_timeout=w.block_timeout + config.redis.socket_timeout,
-                                max_connections=len(self.queues) + 2, name=f"geoq-fetch:{self.id}")
+                                max_connections=split.fetch, name=f"geoq-fetch:{self.id}")
         self.broker = Broker(self.redis)
         self.registry = Registry(self.redis, self.broker.scripts)
         self.pool = Pool(w.concurrency)
