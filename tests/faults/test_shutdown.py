@@ -47,6 +47,7 @@ def test_sigterm_lets_short_jobs_finish_hands_long_ones_back_uncounted_and_exits
     assert all(e["a"] == 0 and "d" not in e for e in ready[:50])  # a handback is not a run
     assert all((s.state, s.attempts) == ("queued", 0) for s in map(client.status, long_ids))
     assert places(redis_client, ["default"]).total("processing") == 0
+    assert redis_client.hlen("geoq:workers") == 0  # everything handed back: nothing left for a reaper
 
     ledger.set("fast")
     second = workers.start(redis_url)
