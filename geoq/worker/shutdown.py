@@ -52,7 +52,8 @@ class Deadline:
 
 
 def within(deadline: Deadline, step: Callable[..., T], *args: object) -> T | None:
-    """step(*args), cut short when the deadline passes; None if it was (or nothing was left)."""
+    """step(*args), cut short when the deadline passes; None if it was (or nothing was left),
+    so a step whose result matters must not return None itself."""
     left = deadline.left()
     if left <= 0:
         return None

@@ -171,10 +171,14 @@ class Worker:
 
     def _deregister(self, deadline: Deadline) -> None:
         try:
-            if within(deadline, self.registry.deregister, self.id, self.queues) is None:
+            if not within(deadline, self._deregister_now):
                 log.error("could not deregister before the stop's deadline (the reaper will clean up)")
         except BrokerError as e:
             log.error("could not deregister (the reaper will clean up): %s", e)
+
+    def _deregister_now(self) -> bool:
+        self.registry.deregister(self.id, self.queues)
+        return True
 
     # -- jobs ----------------------------------------------------------------------------------
 
