@@ -57,11 +57,16 @@ def within(deadline: Deadline, step: Callable[..., T], *args: object) -> T | Non
     left = deadline.left()
     if left <= 0:
         return None
+    timer = gevent.Timeout(left)
+    timer.start()
     try:
-        with gevent.Timeout(left):
-            return step(*args)
-    except gevent.Timeout:
+        return step(*args)
+    except gevent.Timeout as t:
+        if t is not timer:  # a timeout of the step's own
+            raise
         return None
+    finally:
+        timer.close()
 
 
 @dataclass(frozen=True, slots=True)
