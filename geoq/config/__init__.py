@@ -5,11 +5,12 @@ same Config with every default, for programs that have no file.
 """
 
 from geoq.config.loader import default_config, load_config
-from geoq.config.schema import (KEYS, BackoffConfig, Config, DeadConfig, Key, LoggingConfig, MetricsConfig,
-                                RedisConfig, ResultsConfig, RouteConfig, SentinelConfig, TLSConfig,
-                                WorkerConfig)
+from geoq.config.schema import (KEYS, BackoffConfig, Config, ConnectionSplit, DeadConfig, Key, LoggingConfig,
+                                MetricsConfig, RedisConfig, ResultsConfig, RouteConfig, SentinelConfig, TLSConfig,
+                                WorkerConfig, connection_split, least_connections)
 
 __all__ = [
-    "KEYS", "BackoffConfig", "Config", "DeadConfig", "Key", "LoggingConfig", "MetricsConfig", "RedisConfig",
-    "ResultsConfig", "RouteConfig", "SentinelConfig", "TLSConfig", "WorkerConfig", "default_config", "load_config",
+    "KEYS", "BackoffConfig", "Config", "ConnectionSplit", "DeadConfig", "Key", "LoggingConfig", "MetricsConfig",
+    "RedisConfig", "ResultsConfig", "RouteConfig", "SentinelConfig", "TLSConfig", "WorkerConfig", "connection_split",
+    "default_config", "least_connections", "load_config",
 ]

@@ -330,7 +330,8 @@ class RedisConfig:
                    "redis://, rediss:// (TLS), unix://, redis+sentinel://h:p,h:p/MASTER/DB, redis+cluster://h:p,h:p")
     username: str | None = key(None, optional_text, "ACL user; empty = the URL's, or none")
     password: str | None = key(None, optional_text, "password; empty = the URL's, or none", repr=False)
-    max_connections: int = key(200, integer(1), "connection pool size per worker process")
+    max_connections: int = key(200, integer(1), "Redis connections per process, all its pools together "
+                               "(a worker needs at least queues + 6, +2 with metrics on)")
     cluster: bool = key(False, boolean, "true: url is one seed node of a Redis Cluster")
     tls: TLSConfig = section(TLSConfig, "TLS settings, used with rediss://")
     sentinel: SentinelConfig = section(SentinelConfig, "how to log in to the sentinels, used with redis+sentinel://")
@@ -491,6 +492,41 @@ def complete(config: Config) -> Config:
         return config
     worker = replace(config.worker, queues=default_queues(config.routes), weights=None)
     return replace(config, worker=worker)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionSplit:
+    """How one worker process shares redis.max_connections among its connection pools.
+
+    Each pool is a BlockingConnectionPool: a caller that finds every connection of its
+    pool busy waits for one (up to redis.socket_timeout, then a Redis error its loop backs
+    off from), so no pool can grow past its share and the sum is the process's bound.
+    """
+
+    fetch: int      # blocking fetches: one waiter per queue at once, plus the single-queue fetch
+    heartbeat: int  # the heartbeat thread's own (one beat at a time)
+    metrics: int    # the /metrics endpoint's queue-depth reads; 0 with metrics off
+    main: int       # the rest: outcomes, non-blocking fetches, scheduler, reaper, handbacks
+
+    @property
+    def total(self) -> int:
+        return self.fetch + self.heartbeat + self.metrics + self.main
+
+
+MAIN_LEAST = 4  # settler, fetch sweep, scheduler and reaper each hold one at a time
+
+
+def connection_split(config: Config) -> ConnectionSplit:
+    """The fixed shares first, the rest of redis.max_connections to the main pool (at least MAIN_LEAST)."""
+    fetch, heartbeat = len(config.worker.queues) + 1, 1
+    metrics = 2 if config.metrics.enabled else 0
+    return ConnectionSplit(fetch, heartbeat, metrics, config.redis.max_connections - fetch - heartbeat - metrics)
+
+
+def least_connections(config: Config) -> int:
+    """The smallest redis.max_connections this worker can run with."""
+    split = connection_split(config)
+    return split.total - split.main + MAIN_LEAST
 
 
 # --- the key table -------------------------------------------------------------------

@@ -56,6 +56,7 @@ class Fetcher:
         # processing list is checked at once and again once that window has passed.
         self._unsure_until = 0.0
         self._checked_once = False
+        self.failed_at = 0.0       # monotonic time of the last failed fetch: Redis may still carry it out
         # Even with no error seen, Redis can lose writes it acknowledged: after a failover, the
         # new master lacks what the old one took last, so an ack may be undone and its job sit
         # in our processing list with nobody running it. A periodic check finds such jobs.
@@ -68,7 +69,7 @@ class Fetcher:
     def run(self) -> None:
         while not self.stopping.is_set():
             free = self._free_slots()
-            if free <= 0:
+            if free <= 0 or self.stopping.is_set():  # a stop while the pool was full: no fetch after it
                 continue
             try:
                 if self._check_due():
@@ -173,7 +174,8 @@ class Fetcher:
             self._unsure_until = 0.0
 
     def _fetch_failed(self, error: BrokerError) -> None:
-        self._unsure_until = time.monotonic() + self.block_timeout + 1.0
+        self.failed_at = time.monotonic()
+        self._unsure_until = self.failed_at + self.block_timeout + 1.0
         self._checked_once = False
         self.on_error("fetch")
         if not self._failing:
@@ -186,5 +188,9 @@ class Fetcher:
             log.warning("fetching again")
         self._failing = False
 
+    def waiters(self) -> list[gevent.Greenlet]:
+        """The greenlets blocked in Redis on one queue each, right now."""
+        return list(self._waiting.values())
+
     def join_waiters(self, timeout: float | None) -> None:
-        gevent.joinall(list(self._waiting.values()), timeout=timeout)
+        gevent.joinall(self.waiters(), timeout=timeout)

@@ -28,7 +28,7 @@ from gevent import monkey
 from geoq.broker.clock import RedisClock
 from geoq.broker.connection import connect
 from geoq.broker.liveness import Registry
-from geoq.config import Config
+from geoq.config import Config, connection_split
 from geoq.errors import BrokerError
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,8 @@ class Heartbeat:
     def _beat_forever(self) -> None:
         """The native thread: its own Redis connection, its own (thread-local) gevent hub."""
         _unwatched_hub()
-        client = connect(self.config.redis, max_connections=2, name=f"geoq-heartbeat:{self.worker_id}")
+        client = connect(self.config.redis, max_connections=connection_split(self.config).heartbeat,
+                         name=f"geoq-heartbeat:{self.worker_id}")
         registry = Registry(client, self.registry.scripts)
         sleep = monkey.get_original("time", "sleep")
         failing = False

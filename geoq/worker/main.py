@@ -24,13 +24,16 @@ from gevent.event import Event
 
 from geoq import logs
 from geoq.broker import keys
-from geoq.config import Config, load_config
+from geoq.config import Config, connection_split, least_connections, load_config
 from geoq.errors import ConfigError, RedisAuthError
 from geoq.routing import Router, build_router
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_CONFIG = 0, 2
+# 0: stopped, every job it took finished or handed back. 2: bad config or credentials.
+# 3: stopped, but Redis did not take everything by the stop's deadline: jobs are left in the
+# worker's processing lists (and it stays registered) for another worker's reaper to return.
+EXIT_OK, EXIT_CONFIG, EXIT_LEFT = 0, 2, 3
 PARENT_CHECK = 1.0  # seconds between a child's checks that its parent is still there
 
 
@@ -43,7 +46,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    p = _Parser(prog="geoq-worker", description="Run a geoq worker.")
+    p = _Parser(prog="geoq-worker", description="Run a geoq worker.",
+                epilog="exit status: 0 stopped, every job finished or handed back; 2 bad config or "
+                       "credentials; 3 stopped, but Redis did not answer in time, so jobs were left in "
+                       "the worker's processing lists for another worker's reaper (nothing is lost); "
+                       "with --processes N, 1 if a worker process did not stop cleanly")
     p.add_argument("config", help="path to the YAML config file")
     p.add_argument("--concurrency", type=int, help="greenlet pool size (overrides worker.concurrency)")
     p.add_argument("--queues", help="comma-separated queues in priority order (overrides worker.queues)")
@@ -85,6 +92,17 @@ def check_metrics_ports(config: Config) -> None:
                           f"{m.port + n - 1}, past 65535; choose a lower port")
 
 
+def check_connections(config: Config) -> None:
+    """redis.max_connections is the whole process's: it must cover the fixed pools and a main pool."""
+    least = least_connections(config)
+    if config.redis.max_connections < least:
+        split = connection_split(config)
+        raise ConfigError(f"{config.path}: redis.max_connections: expected at least {least} for this worker "
+                          f"({split.fetch} for fetches on {len(config.worker.queues)} queues, {split.heartbeat} "
+                          f"heartbeat, {split.metrics} metrics, 4 for outcomes, scheduler and reaper), "
+                          f"got {config.redis.max_connections}")
+
+
 def for_child(config: Config, index: int) -> Config:
     """Child `index` serves metrics on metrics.listen's port + index; port 0 (a free port) stays 0."""
     m = config.metrics
@@ -101,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = apply_overrides(load_config(args.config), args)
         check_metrics_ports(config)
+        check_connections(config)
         logs.configure(config.logging)
         router = build_router(config)
     except ConfigError as e:
@@ -134,8 +153,9 @@ def run_worker(config: Config, router: Router, parent: int | None = None) -> int
     from geoq.metrics import Metrics, install_hubwatch, start_metrics
 
     metrics = Metrics.from_config(config)
-    try:  # one endpoint for the process, kept across fenced restarts; its own small pool of connections
-        start_metrics(config, Broker(connect(config.redis, max_connections=4, name="geoq-metrics")), metrics)
+    try:  # one endpoint for the process, kept across fenced restarts; its own share of the connections
+        start_metrics(config, Broker(connect(config.redis, max_connections=max(1, connection_split(config).metrics),
+                                             name="geoq-metrics")), metrics)
     except ConfigError as e:
         print(f"geoq-worker: {e}", file=sys.stderr)
         return EXIT_CONFIG
@@ -164,8 +184,8 @@ def run_worker(config: Config, router: Router, parent: int | None = None) -> int
             print(f"geoq-worker: {e}", file=sys.stderr)
             return EXIT_CONFIG
         if outcome != FENCED:
-            return EXIT_OK
-    return EXIT_OK
+            break
+    return EXIT_OK if all(w.report.clean for w in current) else EXIT_LEFT
 
 
 def skip_spawn_tracking() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import Counter
 from typing import Any, Callable, Sequence
 
 import gevent
@@ -39,11 +40,13 @@ class Settler:
         self.on_fenced = on_fenced or (lambda n: None)
         self._idle = Event()
         self._idle.set()
+        self.unwritten: Counter[str] = Counter()  # outcomes handed over and not yet written, per queue
 
     def put(self, queue: str, item: Outcome) -> None:
         """Hand over one outcome; blocks while the buffer is full (Redis slow or away)."""
         self._idle.clear()
         self.queue.put((queue, item))
+        self.unwritten[queue] += 1
 
     def mark(self, queue: str, marks: list[tuple[str, str]]) -> None:
         """Record that jobs started; written before any later outcome of the same jobs."""
@@ -57,7 +60,9 @@ class Settler:
             while len(batch) < self.max_flush and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
             self._write(_group(batch))
-            self.on_written([(queue, item.envelope) for queue, item in batch if not isinstance(item, list)])
+            written = [(queue, item.envelope) for queue, item in batch if not isinstance(item, list)]
+            self.unwritten.subtract(queue for queue, _ in written)
+            self.on_written(written)
             if self.queue.empty():
                 self._idle.set()
 

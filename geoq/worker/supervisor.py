@@ -12,6 +12,10 @@ SIGINT into a KeyboardInterrupt traceback).
     exit 0   every child stopped cleanly after SIGTERM / SIGINT
     exit 1   a child did not stop cleanly (killed, or crashed while stopping)
     exit 2   a child exited 2 (bad config or credentials): the others were stopped
+    exit 3   every child stopped, but one or more exited 3: Redis did not take everything by
+             the stop's deadline, and jobs were left in their processing lists for the reaper
+
+When children end differently the most serious status wins: 2, then 1, then 3.
 
 A child that dies for any other reason is started again after a backoff that
 doubles while it keeps dying young. This module uses only the standard library
@@ -31,7 +35,8 @@ from typing import Callable, Sequence
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_UNCLEAN, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_UNCLEAN, EXIT_CONFIG, EXIT_LEFT = 0, 1, 2, 3   # a child's 0, 2 and 3 mean what main's do
+SEVERITY = (EXIT_OK, EXIT_LEFT, EXIT_UNCLEAN, EXIT_CONFIG)  # least serious first
 FIRST_DELAY = 0.5      # seconds before restarting a child that died
 MAX_DELAY = 30.0       # the doubling stops here
 STABLE_AFTER = 30.0    # a child that lived this long starts the doubling over
@@ -141,7 +146,7 @@ class Supervisor:
             if self.stopping:
                 self._exited_while_stopping(child, pid, code)
             elif code == EXIT_CONFIG:
-                self.status = EXIT_CONFIG
+                self._worsen(EXIT_CONFIG)
                 self._stop_all(f"worker process {child.index} (pid {pid}) exited with status 2 "
                                "(bad config or credentials, see its line above)")
             else:
@@ -153,9 +158,17 @@ class Supervisor:
         if code in CLEAN_STOPS:
             log.info("worker process %d (pid %d) has stopped", child.index, pid)
             return
+        if code == EXIT_LEFT:
+            log.error("worker process %d (pid %d) has stopped, leaving jobs for the reaper (exit status 3)",
+                      child.index, pid)
+            self._worsen(EXIT_LEFT)
+            return
         log.error("worker process %d (pid %d) %s while stopping", child.index, pid, describe(code))
-        if self.status == EXIT_OK:
-            self.status = EXIT_UNCLEAN
+        self._worsen(EXIT_UNCLEAN)
+
+    def _worsen(self, status: int) -> None:
+        """Keep the most serious exit status seen so far."""
+        self.status = max(self.status, status, key=SEVERITY.index)
 
     def _schedule_restart(self, child: Child) -> float:
         """Set when the child starts again; the delay."""

@@ -16,7 +16,7 @@ from geoq.broker.broker import Broker, Retention
 from geoq.broker.clock import RedisClock
 from geoq.broker.connection import connect
 from geoq.broker.liveness import Registry
-from geoq.config import Config
+from geoq.config import Config, connection_split
 from geoq.errors import BrokerError, RedisAuthError
 from geoq.routing import Router
 from geoq.worker.executor import Executor, Prepared
@@ -25,7 +25,7 @@ from geoq.worker.heartbeat import Heartbeat, new_worker_id
 from geoq.worker.reaper import Reaper
 from geoq.worker.scheduler import Scheduler
 from geoq.worker.settler import Settler
-from geoq.worker.shutdown import hand_back, hand_back_all
+from geoq.worker.shutdown import Deadline, StopReport, hand_back, hand_back_all, log_stop, within
 
 log = logging.getLogger(__name__)
 
@@ -46,16 +46,18 @@ class Hooks:
 
 
 class Worker:
-    """One gevent worker. run() returns STOPPED after a graceful stop, FENCED if it was declared dead."""
+    """One gevent worker. run() returns STOPPED after a stop, FENCED if it was declared dead;
+    `report` then says whether the stop left jobs for the reaper."""
 
     def __init__(self, config: Config, router: Router, hooks: Hooks = Hooks()) -> None:
         w = config.worker
         self.config, self.router, self.hooks = config, router, hooks
         self.queues: Sequence[str] = w.queues
         self.id = new_worker_id()
-        self.redis = connect(config.redis, max_connections=16, name=f"geoq-worker:{self.id}")
+        split = connection_split(config)  # redis.max_connections shared among the process's pools
+        self.redis = connect(config.redis, max_connections=split.main, name=f"geoq-worker:{self.id}")
         self.blocking = connect(config.redis, read_timeout=w.block_timeout + config.redis.socket_timeout,
-                                max_connections=len(self.queues) + 2, name=f"geoq-fetch:{self.id}")
+                                max_connections=split.fetch, name=f"geoq-fetch:{self.id}")
         self.broker = Broker(self.redis)
         self.registry = Registry(self.redis, self.broker.scripts)
         self.pool = Pool(w.concurrency)
@@ -81,6 +83,8 @@ class Worker:
         self.stop_requested = Event()
         self.hurry = Event()
         self.outcome = STOPPED
+        self.report = StopReport()  # how the stop ended; a worker stopped before it took a job left nothing
+        self.deadline = Deadline(0.0, 0.0)  # replaced when the stop is asked for
         self._loops: list[gevent.Greenlet] = []
 
     def in_flight(self) -> int:
@@ -92,7 +96,7 @@ class Worker:
         if not self.start():
             return self.outcome  # stopped while still waiting for Redis: nothing taken, nothing to hand back
         self.stop_requested.wait()
-        self.shutdown()
+        self.report = self.shutdown()
         return self.outcome
 
     def start(self) -> bool:
@@ -112,8 +116,10 @@ class Worker:
             log.warning("second stop signal: interrupting running jobs now")
             self.hurry.set()
         else:
-            log.info("stopping: no new jobs; waiting up to %.0fs for %d running jobs",
-                     self.config.worker.shutdown_grace, len(self.pool))
+            w = self.config.worker
+            self.deadline = Deadline(w.shutdown_grace, self.config.redis.socket_timeout + 1.0)
+            log.info("stopping: no new jobs; waiting up to %.0fs for %d running jobs", w.shutdown_grace,
+                     len(self.pool))
             self.fetcher.stop()
             self.stop_requested.set()
 
@@ -129,44 +135,70 @@ class Worker:
             self.outcome = FENCED
         self.request_stop()
 
-    def shutdown(self) -> None:
-        """Stop fetching, let running jobs finish within the grace, hand the rest back, deregister."""
-        w = self.config.worker
+    def shutdown(self) -> StopReport:
+        """Stop fetching, let running jobs finish within the grace, hand the rest back, deregister:
+        all of it by the stop's deadline, whatever Redis does. What could not be handed back in
+        time stays in the processing lists, and the registration with it, for the reaper."""
+        deadline = self.deadline
         self.fetcher.stop()
-        self._finish_running()
-        self._fetch_loop.join(timeout=w.block_timeout + self.config.redis.socket_timeout + 1)
-        self.fetcher.join_waiters(timeout=w.block_timeout + 1)
-        if not self.settler.flush(timeout=w.shutdown_grace + 30):
-            log.error("could not write every job outcome before exiting; those jobs will be delivered again")
-        handed = hand_back_all(self.broker, self.id, self.queues)
+        self._finish_running(deadline)
+        fetch_ended = self._end_fetching(deadline)
+        if not self.settler.flush(timeout=deadline.left()):
+            log.error("could not write every job outcome before the stop's deadline; those jobs will be "
+                      "delivered again")
+        back = hand_back_all(self.broker, self.id, self.queues, deadline)
         self.heartbeat.stop()
-        gevent.killall(self._loops, timeout=2)
-        try:
-            self.registry.deregister(self.id, self.queues)
-        except BrokerError as e:
-            log.error("could not deregister (the reaper will clean up): %s", e)
-        log.info("worker %s stopped (%d unfinished jobs handed back)", self.id, handed)
+        report = StopReport(back.moved, sum(sum(self.held[q].values()) for q in back.failed),
+                            sum(self.settler.unwritten[q] for q in back.failed),
+                            fetch_cut=not fetch_ended or self.fetcher.failed_at >= deadline.started)
+        gevent.killall([*self._loops, self._fetch_loop, *self.fetcher.waiters()],
+                       timeout=max(0.1, min(2.0, deadline.left())))
+        if report.clean:
+            self._deregister(deadline)
+        log_stop(self.id, report, self.config.worker.dead_after)
+        return report
 
-    def _finish_running(self) -> None:
-        grace = gevent.spawn(self.pool.join, timeout=self.config.worker.shutdown_grace)
+    def _finish_running(self, deadline: Deadline) -> None:
+        grace = gevent.spawn(self.pool.join, timeout=deadline.grace_left())
         gevent.wait([grace, self.hurry], count=1)
         if len(self.pool):
             log.warning("interrupting %d jobs still running; they go back to their queues", len(self.pool))
-            self.pool.kill(timeout=5)
+            self.pool.kill(timeout=max(0.1, min(5.0, deadline.left())))
+
+    def _end_fetching(self, deadline: Deadline) -> bool:
+        """Wait (until the deadline at most) for the fetches still in Redis; True if none is left."""
+        self._fetch_loop.join(timeout=deadline.left())
+        self.fetcher.join_waiters(timeout=deadline.left())
+        return self._fetch_loop.dead and not self.fetcher.waiters()
+
+    def _deregister(self, deadline: Deadline) -> None:
+        try:
+            if not within(deadline, self._deregister_now):
+                log.error("could not deregister before the stop's deadline (the reaper will clean up)")
+        except BrokerError as e:
+            log.error("could not deregister (the reaper will clean up): %s", e)
+
+    def _deregister_now(self) -> bool:
+        self.registry.deregister(self.id, self.queues)
+        return True
 
     # -- jobs ----------------------------------------------------------------------------------
 
     def _dispatch(self, queue: str, envelopes: list[bytes]) -> None:
-        if self.stop_requested.is_set():  # fetched while stopping: straight back to the queue
-            gevent.spawn(hand_back, self.broker, self.id, queue, envelopes)
-            return
         self.held[queue].update(envelopes)
+        if self.stop_requested.is_set():  # fetched while stopping: straight back to the queue
+            gevent.spawn(self._return_unstarted, queue, envelopes)
+            return
         prepared = [self.executor.prepare(queue, e) for e in envelopes]
         self.settler.mark(queue, [self.executor.running_state(p) for p in prepared if p.route is not None])
         for p in prepared:
             if self.hooks.on_start is not None:
                 self.hooks.on_start(p)
             self.pool.spawn(self.executor.run, p)
+
+    def _return_unstarted(self, queue: str, envelopes: list[bytes]) -> None:
+        if hand_back(self.broker, self.id, queue, envelopes):
+            self._released([(queue, e) for e in envelopes])
 
     def _released(self, written: Sequence[tuple[str, bytes]]) -> None:
         """These outcomes are written: their envelopes are no longer held here."""

@@ -41,12 +41,14 @@ def test_sigterm_lets_short_jobs_finish_hands_long_ones_back_uncounted_and_exits
     assert worker.proc.wait(timeout=grace + 2 - (time.monotonic() - signalled_at)) == 0, worker.log()
     assert "waiting up to 2s for 250 running jobs" in worker.log_path.read_text()
     assert "50 unfinished jobs handed back" in worker.log_path.read_text()
+    assert "could not" not in worker.log_path.read_text()
     assert ledger.succeeded() == {i: 1 for i in short_ids}
     ready = _ready(redis_client)
     assert [e["i"] for e in ready] == long_ids + later_ids  # at the head, in their order
     assert all(e["a"] == 0 and "d" not in e for e in ready[:50])  # a handback is not a run
     assert all((s.state, s.attempts) == ("queued", 0) for s in map(client.status, long_ids))
     assert places(redis_client, ["default"]).total("processing") == 0
+    assert redis_client.hlen("geoq:workers") == 0  # everything handed back: nothing left for a reaper
 
     ledger.set("fast")
     second = workers.start(redis_url)

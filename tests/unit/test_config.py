@@ -11,7 +11,7 @@ from typing import Callable, Mapping
 import pytest
 import yaml
 
-from geoq.config import KEYS, Config, RouteConfig, default_config, load_config
+from geoq.config import KEYS, Config, RouteConfig, connection_split, default_config, least_connections, load_config
 from geoq.errors import ConfigError
 
 MakeConfig = Callable[..., Path]
@@ -674,3 +674,14 @@ def test_a_producer_still_needs_what_it_uses_itself(tmp_config):
     path = tmp_config("redis:\n  url: ${REDIS_URL}\n")
     with pytest.raises(ConfigError, match=r"redis\.url .*REDIS_URL unset"):
         load_config(path, env={}, producer=True)
+
+
+def test_a_worker_shares_max_connections_among_its_pools_and_needs_queues_plus_six_plus_two_for_metrics() -> None:
+    config = default_config()  # queues: default; metrics on; max_connections 200
+    split = connection_split(config)
+    assert (split.fetch, split.heartbeat, split.metrics, split.main) == (2, 1, 2, 195)
+    assert split.total == config.redis.max_connections
+    three = dataclasses.replace(config, worker=dataclasses.replace(config.worker, queues=("a", "b", "c")))
+    assert least_connections(three) == 3 + 6 + 2
+    quiet = dataclasses.replace(three, metrics=dataclasses.replace(three.metrics, host="", port=0))
+    assert least_connections(quiet) == 3 + 6 and connection_split(quiet).metrics == 0
