@@ -62,6 +62,7 @@ def test_a_write_to_a_demoted_master_is_redis_full_readonly(pair):
     (rex.ClusterDownError("The cluster is down"), RedisUnavailable),
     (rex.MasterDownError("Link with MASTER is down and replica-serve-stale-data is set to 'no'."), RedisUnavailable),
     (rex.TryAgainError("Multiple keys request during rehashing of slot"), RedisUnavailable),
+    (rex.ClusterError("TTL exhausted."), RedisUnavailable),   # MOVED and ASK kept coming
     (rex.ResponseError("UNBLOCKED force unblock from blocking operation, instance state changed"), RedisUnavailable),
     (rex.ConnectionError("The previous master is now a slave"), RedisUnavailable),
     (rex.ReadOnlyError("You can't write against a read only replica."), RedisFull),
