@@ -5,15 +5,18 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 from geoq import job as jobs
 from geoq.broker.broker import Broker, NewJob, Placement
 from geoq.broker.clock import RedisClock
-from geoq.broker.connection import connect
+from geoq.broker.connection import connect, renew
+from geoq.broker.retry import read_patience, retry_read
 from geoq.config import Config, default_config, load_config
 from geoq.errors import InvalidJob, JobDead, ResultTimeout
 from geoq.job import Job, JobStatus
+
+T = TypeVar("T")
 
 PRIORITIES = ("normal", "high")
 _TAIL, _HEAD = Placement("tail"), Placement("head")
@@ -40,6 +43,7 @@ class Client:
         self._redis = connect(self.config.redis, name="geoq-client")
         self.broker = Broker(self._redis)
         self.clock = RedisClock()   # enqueue times are Redis's: synced on first use, then each minute
+        self._patience = read_patience(self.config.redis)  # seconds a read waits through a failover
 
     @classmethod
     def from_config(cls, path: str) -> "Client":
@@ -127,7 +131,19 @@ class Client:
     # -- reading -------------------------------------------------------------------------------
 
     def status(self, job_id: str, *, queue: str | None = None) -> JobStatus | None:
-        """The job's status, or None when no queue knows the id (or its record has expired)."""
+        """The job's status, or None when no queue knows the id (or its record has expired).
+
+        Through a failover it keeps asking for up to read_patience(config.redis) seconds
+        (broker.retry), then raises RedisUnavailable.
+        """
+        return self._read(lambda: self._status(job_id, queue), self._patience)
+
+    def _read(self, read: Callable[[], T], within: float) -> T:
+        """read() (which must change nothing in Redis), tried again through a failover for up to
+        `within` seconds."""
+        return retry_read(read, lambda: renew(self._redis), within)
+
+    def _status(self, job_id: str, queue: str | None) -> JobStatus | None:
         for name in self._queues_for(job_id, queue):
             state, done = self.broker.lookup(name, job_id)
             if state is not None:
@@ -140,12 +156,15 @@ class Client:
         """Wait for the job to finish and return its handler's return value.
 
         Raises ResultTimeout when it has not finished within `timeout` seconds (None waits
-        forever) and JobDead when it ended in the dead list.
+        forever) and JobDead when it ended in the dead list. A failover during the wait is
+        waited out until the timeout (with None, for read_patience at a time); Redis still
+        unreachable then raises RedisUnavailable, since the job's state is unknown.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = 0.005
         while True:
-            st = self.status(job_id, queue=queue)
+            within = self._patience if deadline is None else max(0.0, deadline - time.monotonic())
+            st = self._read(lambda: self._status(job_id, queue), within)
             if st is not None and st.state == "succeeded":
                 return st.result
             if st is not None and st.state == "dead":

@@ -59,7 +59,7 @@ def stats_text(st: Stats, s: Session) -> str:
 
 def stats(s: Session, args: argparse.Namespace) -> int:
     if args.watch is None:
-        st = collect_stats(s)
+        st = s.read(lambda: collect_stats(s))
         print(render.to_json(stats_json(st)) if args.json else stats_text(st, s))
         return EXIT_OK
     return _watch(s, args.json, args.watch)
@@ -71,7 +71,7 @@ def _watch(s: Session, as_json: bool, every: float) -> int:
     try:
         while True:
             try:
-                st = collect_stats(s)
+                st = s.read(lambda: collect_stats(s))
             except RedisUnavailable as e:
                 if first:
                     raise
@@ -101,7 +101,7 @@ def worker_json(w: WorkerEntry) -> dict[str, Any]:
 
 
 def workers(s: Session, args: argparse.Namespace) -> int:
-    entries = s.broker.workers()
+    entries = s.read(s.broker.workers)
     if args.json:
         print(render.to_json([worker_json(w) for w in entries]))
     elif not entries:

@@ -30,12 +30,7 @@ def queues_for(s: Session, queue: str | None) -> list[str]:
 def dead_list(s: Session, args: argparse.Namespace) -> int:
     if args.limit < 0:
         raise UsageError("--limit: expected 0 (no limit) or a positive number")
-    records: list[DeadRecord] = []
-    for queue in queues_for(s, args.queue):
-        records += _newest(s, queue, args.type, args.limit)
-    records.sort(key=lambda r: r.entry.died_at, reverse=True)
-    if args.limit:
-        records = records[:args.limit]
+    records = s.read(lambda: _newest_of_all(s, args.queue, args.type, args.limit))
     if args.json:
         print(render.to_json([r.summary() for r in records]))
     elif not records:
@@ -44,6 +39,15 @@ def dead_list(s: Session, args: argparse.Namespace) -> int:
         print(render.table(("DIED", "QUEUE", "ID", "TYPE", "REASON", "ATTEMPTS", "ERROR"),
                            [_row(r) for r in records]))
     return EXIT_OK
+
+
+def _newest_of_all(s: Session, queue: str | None, job_type: str | None, limit: int) -> list[DeadRecord]:
+    """The newest dead records of the queue (or of every queue), newest first."""
+    records: list[DeadRecord] = []
+    for name in queues_for(s, queue):
+        records += _newest(s, name, job_type, limit)
+    records.sort(key=lambda r: r.entry.died_at, reverse=True)
+    return records[:limit] if limit else records
 
 
 def _newest(s: Session, queue: str, job_type: str | None, limit: int) -> list[DeadRecord]:
@@ -68,7 +72,7 @@ def _row(r: DeadRecord) -> Sequence[Any]:
 
 
 def dead_show(s: Session, args: argparse.Namespace) -> int:
-    found = find(s, queues_for(s, args.queue), [args.id])
+    found = s.read(lambda: find(s, queues_for(s, args.queue), [args.id]))
     if not found:
         raise NotFound(f"job {args.id} is not in the dead list")
     newest, older = found[0], len(found) - 1

@@ -32,7 +32,7 @@ class Found:
 
 
 def job(s: Session, args: argparse.Namespace) -> int:
-    found = locate(s, args.id)
+    found = s.read(lambda: locate(s, args.id))
     if found is None:
         raise NotFound(f"no job {args.id} (unknown id, or its record has expired)")
     print(render.to_json(found.as_json()) if args.json else describe(found))

@@ -4,14 +4,17 @@ the admin broker, and the list of queues to look at."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping
+from typing import Callable, Mapping, TypeVar
 
 import redis
 
 from geoq.broker.admin import AdminBroker, QueueScan
-from geoq.broker.connection import connect
+from geoq.broker.connection import connect, renew
+from geoq.broker.retry import read_patience, retry_read
 from geoq.client import Client
 from geoq.config import Config, default_config, load_config
+
+T = TypeVar("T")
 
 CONNECT_TIMEOUT = 2.0  # a person waiting on an unreachable Redis should hear so quickly
 
@@ -51,6 +54,16 @@ class Session:
         if self._client is None:
             self._client = Client(config=self.config)
         return self._client
+
+    def read(self, read: Callable[[], T]) -> T:
+        """read() (a command's reads, which change nothing) tried again through a failover,
+        for up to read_patience seconds; the client's own reads inside it try once."""
+        return retry_read(read, self._renew, read_patience(self.config.redis))
+
+    def _renew(self) -> None:
+        for client in (self._redis, self._client.broker.client if self._client else None):
+            if client is not None:
+                renew(client)
 
     def known_queues(self) -> list[str]:
         """The queues the config names: the worker's, then each route's."""

@@ -32,7 +32,7 @@ from typing import Any, Callable, Sequence, cast
 
 from redis.client import Pipeline
 from redis.cluster import ClusterNode, RedisCluster
-from redis.exceptions import AskError, ClusterDownError, ResponseError, TryAgainError
+from redis.exceptions import AskError, ClusterDownError, RedisClusterException, RedisError, ResponseError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -76,6 +76,18 @@ class ClusterClient:
     def close(self) -> None:
         if self._cluster is not None:
             self._cluster.close()
+
+    def refresh(self) -> None:
+        """Read the slot map again now, as after a failover (redis-py would wait for its next due
+        refresh). A cluster that cannot be reached keeps the old map: the next command says so."""
+        if self._cluster is None:
+            return
+        try:
+            self._cluster.nodes_manager.initialize()
+        except (RedisError, RedisClusterException, OSError):
+            self._stale = True
+        else:
+            self._stale = False
 
     def run(self, stack: Sequence[Command]) -> list[Any]:
         """Replies of `stack` in order: error replies in place, a broken connection raised."""

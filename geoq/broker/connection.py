@@ -85,6 +85,16 @@ def _no_retry() -> Retry:
     return Retry(NoBackoff(), 0)
 
 
+def renew(client: "redis.Redis") -> None:
+    """Drop what a failover makes stale, before a read is tried again: a cluster's slot map, and
+    the idle pooled connections of the others (a new one asks the sentinels where the master is
+    now). Connections in use are left to their callers: one may be carrying a write."""
+    if isinstance(client, ClusterClient):
+        client.refresh()
+    else:
+        client.connection_pool.disconnect(inuse_connections=False)
+
+
 # -- one server ----------------------------------------------------------------------------------
 
 class _TLSConnection(redis.connection.SSLConnection):

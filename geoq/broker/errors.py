@@ -1,7 +1,7 @@
 """Translation of redis-py's exceptions into geoq's tree, at the broker's edge.
 
 A failover in progress (a Sentinel or Cluster master being replaced) shows up
-as CLUSTERDOWN, MASTERDOWN, TRYAGAIN, UNBLOCKED (a blocked command cut short
+as CLUSTERDOWN, MASTERDOWN, TRYAGAIN, a storm of MOVED, UNBLOCKED (a blocked command cut short
 when its server became a replica), LOADING (a restarted server still reading its
 data) or a connection error: all are RedisUnavailable, which every caller waits
 out. READONLY (a write reached a replica) and OOM are RedisFull. redis-py's cluster client raises some errors
@@ -31,7 +31,9 @@ _FAILOVER_WORDS = ("UNBLOCKED", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "LOADIN
 _PIPELINE_NOTE = re.compile(r"^Command # \d+ \(.*?\) of pipeline caused error: ")
 _SENTINEL_PROBLEM = re.compile(r">\)>\)> - (.+?)(?=, <redis\.|$)")
 _AUTH_TYPES = (rex.AuthenticationError, rex.AuthorizationError, rex.NoPermissionError)
-_FAILOVER_TYPES = (rex.ClusterDownError, rex.TryAgainError)   # MASTERDOWN is a ClusterDownError
+# MASTERDOWN is a ClusterDownError; a bare ClusterError is redis-py's "TTL exhausted": redirections
+# (MOVED, ASK) kept coming, as while a failover or a resharding changes the slot map.
+_FAILOVER_TYPES = (rex.ClusterError, rex.TryAgainError)
 
 
 def translate(error: BaseException, op: str) -> BrokerError:

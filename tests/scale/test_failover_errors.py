@@ -13,6 +13,7 @@ import geoq
 from geoq.broker.broker import Broker
 from geoq.broker.connection import connect
 from geoq.broker.errors import translate
+from geoq.broker.retry import passing
 from geoq.config import default_config
 from geoq.errors import BrokerError, RedisAuthError, RedisFull, RedisUnavailable
 from tests.support.redis_server import RedisServer
@@ -62,6 +63,7 @@ def test_a_write_to_a_demoted_master_is_redis_full_readonly(pair):
     (rex.ClusterDownError("The cluster is down"), RedisUnavailable),
     (rex.MasterDownError("Link with MASTER is down and replica-serve-stale-data is set to 'no'."), RedisUnavailable),
     (rex.TryAgainError("Multiple keys request during rehashing of slot"), RedisUnavailable),
+    (rex.ClusterError("TTL exhausted."), RedisUnavailable),   # MOVED and ASK kept coming
     (rex.ResponseError("UNBLOCKED force unblock from blocking operation, instance state changed"), RedisUnavailable),
     (rex.ConnectionError("The previous master is now a slave"), RedisUnavailable),
     (rex.ReadOnlyError("You can't write against a read only replica."), RedisFull),
@@ -112,3 +114,22 @@ def test_a_cluster_client_error_caused_by_a_refused_login_is_an_auth_error():
     except rex.RedisClusterException as e:
         translated = translate(e, "ping")
     assert isinstance(translated, RedisAuthError) and "cluster|slots" in str(translated)
+
+
+@pytest.mark.parametrize("error, waited_out", [
+    (rex.ConnectionError("Error 111 connecting to 127.0.0.1:7000. Connection refused."), True),
+    (rex.TimeoutError("Timeout reading from socket"), True),
+    (rex.ClusterDownError("The cluster is down"), True),
+    (rex.TryAgainError("Multiple keys request during rehashing of slot"), True),
+    (rex.ClusterError("TTL exhausted."), True),
+    (rex.BusyLoadingError("Redis is loading the dataset in memory"), True),
+    (rex.ReadOnlyError("You can't write against a read only replica."), True),
+    (RedisUnavailable("redis lookup: Error 111 connecting to 127.0.0.1:7000. Connection refused."), True),
+    (rex.AuthenticationError("invalid username-password pair"), False),
+    (rex.NoPermissionError("this user has no permissions to run the 'hget' command"), False),
+    (RedisAuthError("redis lookup: WRONGPASS invalid username-password pair"), False),
+    (RedisFull("redis enqueue: OOM command not allowed when used memory > 'maxmemory'."), False),
+    (rex.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"), False),
+])
+def test_a_read_waits_out_a_failover_but_never_a_refused_login_or_a_bad_command(error, waited_out):
+    assert passing(error) is waited_out

@@ -120,6 +120,19 @@ class LocalCluster:
         finally:
             client.close()
 
+    def replica_of(self, master: RedisServer) -> RedisServer:
+        """A live replica of `master` (that it names itself by ROLE)."""
+        for node in self.nodes:
+            if node.is_running() and node is not master:
+                client = node.client(socket_timeout=1)
+                try:
+                    role = client.execute_command("ROLE")
+                finally:
+                    client.close()
+                if role[0] == b"slave" and int(role[2]) == master.port:
+                    return node
+        raise AssertionError(f"{master!r} has no live replica")
+
     def any_live(self) -> RedisServer:
         return next(n for n in self.nodes if n.is_running())
 
