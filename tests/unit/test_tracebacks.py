@@ -14,16 +14,14 @@ from geoq.config import BackoffConfig
 from geoq.job import Job
 from geoq.routing import Route, Router
 from geoq.worker.executor import Executor, Prepared
+from tests.support.handlers import check_token, descend
 
 HEADER = "Traceback (most recent call last):"
-
-
-def _inner(token: str) -> None:
-    raise ValueError("nested failure")
+NESTED = "ValueError: token rejected by the nested check"
 
 
 def nested(job: Job) -> None:
-    _inner(str(job.payload["token"]))
+    check_token(str(job.payload["token"]))
 
 
 def sleepy(job: Job) -> None:
@@ -37,20 +35,8 @@ def chained(job: Job) -> None:
         raise RuntimeError("lookup failed") from e
 
 
-def _down(n: int) -> None:
-    _up(n - 1) if n else _bottom()
-
-
-def _up(n: int) -> None:
-    _down(n)
-
-
-def _bottom() -> None:
-    raise RuntimeError("at the bottom")
-
-
 def deep(job: Job) -> None:
-    _down(300)
+    descend(300)
 
 
 def loud(job: Job) -> None:
@@ -82,8 +68,8 @@ def buried_traceback(handler: Any, timeout: float = 5.0) -> str:
 def test_a_failure_keeps_the_handlers_frames_and_the_exception_line_but_no_worker_frame() -> None:
     text = buried_traceback(nested)
     lines = text.splitlines()
-    assert lines[0] == HEADER and lines[-1] == "ValueError: nested failure"
-    assert ", in nested" in lines[1] and any(", in _inner" in line for line in lines)
+    assert lines[0] == HEADER and lines[-1] == NESTED
+    assert ", in nested" in lines[1] and any(", in check_token" in line for line in lines)
     assert "geoq/worker" not in text and "executor" not in text
 
 
@@ -95,7 +81,7 @@ def test_a_retry_carries_the_traceback_into_the_state_value() -> None:
     settlement = settle_one(nested, max_retries=1)
     assert isinstance(settlement, RetryLater)
     error, _, text = settlement.detail.partition("\n")
-    assert error == "ValueError: nested failure" and text.startswith(HEADER) and ", in _inner" in text
+    assert error == NESTED and text.startswith(HEADER) and ", in check_token" in text
 
 
 def test_a_timeout_shows_where_the_handler_was_when_it_was_interrupted() -> None:
@@ -116,8 +102,8 @@ def test_deep_recursion_is_cut_to_the_innermost_frames_within_the_bound() -> Non
     lines = text.splitlines()
     assert len(text.encode()) <= tracebacks.LIMIT
     assert lines[0] == HEADER and "outer frames cut" in lines[1]
-    assert lines[-1] == "RuntimeError: at the bottom" and ", in _bottom" in lines[-3]
-    assert sum(", in _down" in line or ", in _up" in line for line in lines) < tracebacks.MAX_FRAMES
+    assert lines[-1] == "RuntimeError: hit the bottom of a deep recursion" and ", in hit_bottom" in lines[-3]
+    assert sum(", in descend" in line or ", in ascend" in line for line in lines) < tracebacks.MAX_FRAMES
 
 
 def test_a_huge_exception_message_is_cut_and_the_frames_stay() -> None:
