@@ -65,7 +65,13 @@ class Job:
 
 @dataclass(frozen=True, slots=True)
 class JobStatus:
-    """What Client.status() reports. `result` is set only for a succeeded job that returned one."""
+    """What Client.status() reports. `result` is set only for a succeeded job that returned one.
+
+    `traceback` is the formatted traceback of the last failed run (geoq.tracebacks): set while the
+    job waits for its retry (scheduled, or queued once due) and once it is dead; None otherwise. A
+    running job has none (the run under way supersedes it), nor has a job that never ran or whose
+    last run ended in its worker's death.
+    """
 
     id: str
     state: str
@@ -74,6 +80,7 @@ class JobStatus:
     result: Any = None
     reason: str | None = None
     due_at: float | None = None
+    traceback: str | None = None
 
 
 def new_id(queue: str) -> str:
@@ -175,29 +182,49 @@ def peek_id(raw: bytes) -> str | None:
 
 # The per-queue state hash holds "state|attempts|due_at|last_error" for every job
 # still queued, scheduled or running: small, because it costs memory per queued job.
+# A job waiting for its retry adds "\n" and its last run's traceback: kept here, not in
+# the envelope (which every fetch and retry moves and max_payload counts, so a failure
+# could push a job over the limit) nor under a key of its own (every way a job ends,
+# purge and reap included, already deletes its state entry, so nothing can outlive it).
+# It costs about its own length, at most tracebacks.LIMIT, and only while the job waits
+# (measured on Redis 7.0: a 340-byte traceback adds 368 bytes per waiting job here; a key
+# of its own would take 554).
+# Mirrored by retry.lua (appends state_detail) and reap.lua (writes a traceback-less value).
 _STATE_CODES = {"q": "queued", "s": "scheduled", "r": "running"}
 
 
-def encode_state(state: str, attempts: int, due_at: float | None = None, last_error: str | None = None) -> str:
+def state_detail(last_error: str | None, traceback: str | None = None) -> str:
+    """The end of a state value: the last error on one line, then the traceback after a newline."""
+    detail = (last_error or "").replace("\n", " ")
+    return f"{detail}\n{traceback}" if traceback else detail
+
+
+def encode_state(state: str, attempts: int, due_at: float | None = None, last_error: str | None = None,
+                 traceback: str | None = None) -> str:
     due = "" if due_at is None else f"{due_at:.3f}"
-    return f"{state[0]}|{attempts}|{due}|{last_error or ''}"
+    return f"{state[0]}|{attempts}|{due}|{state_detail(last_error, traceback)}"
 
 
 def decode_state(job_id: str, value: bytes, now: float) -> JobStatus:
     """A live job's status; a scheduled job already due counts as queued (promotion may lag)."""
-    code, attempts, due, error = value.decode("utf-8", "replace").split("|", 3)
+    code, attempts, due, detail = value.decode("utf-8", "replace").split("|", 3)
+    error, _, traceback = detail.partition("\n")
     due_at = float(due) if due else None
     state = _STATE_CODES.get(code, "queued")
     if state == "scheduled" and due_at is not None and due_at <= now:
         state = "queued"
-    return JobStatus(id=job_id, state=state, attempts=int(attempts), last_error=error or None, due_at=due_at)
+    return JobStatus(id=job_id, state=state, attempts=int(attempts), last_error=error or None, due_at=due_at,
+                     traceback=traceback or None)
 
 
 def encode_done(state: str, attempts: int, last_error: str | None, result: Any, reason: str | None,
-                job_type: str | None) -> bytes:
+                job_type: str | None, traceback: str | None = None) -> bytes:
     """The record a finished job leaves for results.keep; TypeError or ValueError if the result is not JSON.
-    It names the job's type: once the envelope is gone, nothing else in Redis does."""
+    It names the job's type: once the envelope is gone, nothing else in Redis does. A dead job's
+    record holds its last run's traceback under "tb" (absent when there is none)."""
     body = {"s": state, "t": job_type, "a": attempts, "e": last_error, "r": result, "x": reason}
+    if traceback:
+        body["tb"] = traceback
     return _COMPACT.encode(body).encode()
 
 
@@ -210,4 +237,4 @@ def done_type(raw: bytes) -> str | None:
 def decode_done(job_id: str, raw: bytes) -> JobStatus:
     body = json.loads(raw)
     return JobStatus(id=job_id, state=body["s"], attempts=body["a"], last_error=body.get("e"),
-                     result=body.get("r"), reason=body.get("x"))
+                     result=body.get("r"), reason=body.get("x"), traceback=body.get("tb"))

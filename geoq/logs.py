@@ -3,7 +3,10 @@
 Plain lines read ``TIME LEVEL LOGGER: MESSAGE``; JSON lines are one object
 each with ``ts, time, level, logger, msg`` and, for job lines, the job's
 ``id, type, queue, attempt, duration, outcome`` (and ``reason``, ``error``,
-``delay`` when they apply) as keys of their own. Payloads are never logged.
+``delay`` when they apply) as keys of their own. A job's death is logged at
+ERROR as one record carrying its last run's traceback, as a logged exception
+would be (plain: the lines after the message; JSON: ``exc``). Payloads are never
+logged.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from geoq.job import Job
 
 FIELDS = "geoq"          # the LogRecord attribute holding a line's structured fields
 ERROR_CHARS = 500        # an error message is cut to this, so a line stays a line
-OUTCOME_LEVELS = {"succeeded": logging.INFO, "retried": logging.INFO, "dead": logging.WARNING}
+OUTCOME_LEVELS = {"succeeded": logging.INFO, "retried": logging.INFO, "dead": logging.ERROR}
 _OUTCOME_NAMES = {"Succeeded": "succeeded", "RetryAt": "retried", "Dead": "dead"}
 
 
@@ -33,8 +36,9 @@ class JsonFormatter(logging.Formatter):
         fields = getattr(record, FIELDS, None)
         if isinstance(fields, dict):
             body.update((k, v) for k, v in fields.items() if k not in body)
-        if record.exc_info:
-            body["exc"] = self.formatException(record.exc_info)
+        exc = self.formatException(record.exc_info) if record.exc_info else record.exc_text
+        if exc:
+            body["exc"] = exc
         return json.dumps(body, ensure_ascii=False, default=str)
 
 
@@ -50,7 +54,7 @@ def configure(cfg: LoggingConfig, stream: object = None) -> None:
 
 
 def log_outcome(logger: logging.Logger, job: Job, outcome: object, duration: float) -> None:
-    """One line for a finished run: succeeded and retried at INFO, dead at WARNING.
+    """One record for a finished run: succeeded and retried at INFO, dead at ERROR with its traceback.
 
     `outcome` is a geoq.outcome Succeeded, RetryAt or Dead (read by name, so this
     module needs no gevent). Its result is not logged; neither is the payload.
@@ -61,19 +65,30 @@ def log_outcome(logger: logging.Logger, job: Job, outcome: object, duration: flo
         return  # the common case at level warning: build nothing
     fields: dict[str, Any] = {"id": job.id, "type": job.type, "queue": job.queue, "attempt": job.attempt,
                               "duration": round(duration, 6), "outcome": name}
+    where, line, func, _ = logger.findCaller(stacklevel=2)  # as logger.log would: the caller's place
+    record = logger.makeRecord(logger.name, level, where, line, "job %s %s queue=%s attempt=%d %s in %.3fs%s",
+                               (job.id, job.type, job.queue, job.attempt, name, duration, _why(outcome, fields)),
+                               None, func, {FIELDS: fields})
+    if name == "dead":
+        # The text already formatted (trimmed and bounded), where formatters look for a cached exception.
+        record.exc_text = getattr(outcome, "traceback", None)
+    logger.handle(record)
+
+
+def _why(outcome: object, fields: dict[str, Any]) -> str:
+    """The message's tail (delay or reason, then the error); adds those to `fields` too."""
     why = ""
-    if name == "retried":
+    if fields["outcome"] == "retried":
         fields["delay"] = round(float(getattr(outcome, "delay", 0.0)), 3)
         why = f", retry in {fields['delay']:.1f}s"
-    elif name == "dead":
+    elif fields["outcome"] == "dead":
         fields["reason"] = str(getattr(outcome, "reason", ""))
         why = f" ({fields['reason']})"
     error = getattr(outcome, "error", None)
     if error:
         fields["error"] = one_line(str(error))
         why += f": {fields['error']}"
-    logger.log(level, "job %s %s queue=%s attempt=%d %s in %.3fs%s",
-               job.id, job.type, job.queue, job.attempt, name, duration, why, extra={FIELDS: fields})
+    return why
 
 
 def one_line(text: str, limit: int = ERROR_CHARS) -> str:

@@ -86,7 +86,7 @@ def dead_show(s: Session, args: argparse.Namespace) -> int:
 
 
 def describe(r: DeadRecord) -> str:
-    """A record for people: its fields, its history, then the envelope as stored."""
+    """A record for people: its fields, its history, the last run's traceback, then the envelope as stored."""
     s = r.full()
     lines = [render.table(("FIELD", "VALUE"), [
         ("id", s["id"] or "?"), ("type", s["type"]), ("queue", s["queue"]), ("reason", s["reason"]),
@@ -94,6 +94,7 @@ def describe(r: DeadRecord) -> str:
     ]).split("\n", 1)[1]]
     if r.history:
         lines += ["history:"] + [f"  {render.when(at)}  {render.one_line(err)}" for at, err in r.history]
+    lines += render.block("traceback", r.traceback)
     if "envelope" in s:
         lines += ["envelope:", "  " + render.one_line(str(s["envelope"]))]
     elif "envelope_hex" in s:
@@ -247,4 +248,4 @@ def dead_status(record: DeadRecord) -> JobStatus:
     """A dead job's status read from its record (when its done record has expired)."""
     body = record.body
     return JobStatus(id=record.id, state="dead", attempts=int(body.get("attempts") or 0),
-                     last_error=body.get("error"), reason=body.get("reason"))
+                     last_error=body.get("error"), reason=body.get("reason"), traceback=record.traceback)

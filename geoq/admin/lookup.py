@@ -28,7 +28,7 @@ class Found:
         st = self.status
         return {"id": st.id, "type": self.type, "queue": self.queue, "state": st.state, "attempts": st.attempts,
                 "last_error": st.last_error, "result": st.result, "reason": st.reason, "due_at": st.due_at,
-                "history": [list(h) for h in self.history]}
+                "history": [list(h) for h in self.history], "traceback": st.traceback}
 
 
 def job(s: Session, args: argparse.Namespace) -> int:
@@ -96,5 +96,6 @@ def describe(f: Found) -> str:
     lines = [render.table(("FIELD", "VALUE"), rows).split("\n", 1)[1]]
     if f.history:
         lines += ["history:"] + [f"  {render.when(at)}  {render.one_line(err)}" for at, err in f.history]
+    lines += render.block("traceback", st.traceback)
     return "\n".join(lines)
 

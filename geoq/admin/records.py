@@ -1,8 +1,9 @@
 """Dead-letter records as the CLI reads them, and the fresh envelope a retry puts back. Pure.
 
 A record is the JSON the worker wrote when the job died (geoq.worker.executor.dead_record):
-id, type, queue, reason, error, attempts, history, died_at, and the original envelope
-text (or its bytes in hex when they were not UTF-8). Its set score is the Redis time of
+id, type, queue, reason, error, attempts, history, died_at, the last run's traceback
+(absent or null when no run raised), and the original envelope text (or its bytes in hex
+when they were not UTF-8). Its set score is the Redis time of
 death, which the CLI reports as died_at because purges and trims are measured against it.
 """
 
@@ -43,15 +44,22 @@ class DeadRecord:
                 out.append((float(item[0]), str(item[1])))
         return out
 
+    @property
+    def traceback(self) -> str | None:
+        value = self.body.get("traceback")
+        return value if isinstance(value, str) else None
+
     def summary(self) -> dict[str, Any]:
-        """The `dead list --json` shape."""
+        """The `dead list --json` shape. It leaves out the traceback: up to 8 KiB per job would
+        swamp a list; `dead show` and `job` give it."""
         return {"id": self.id, "type": self.type, "queue": self.entry.queue, "reason": self.body.get("reason"),
                 "error": self.body.get("error"), "attempts": self.body.get("attempts", 0),
                 "died_at": round(self.entry.died_at, 3)}
 
     def full(self) -> dict[str, Any]:
         """Everything the record holds (the `dead show --json` shape)."""
-        return {**self.body, **self.summary(), "history": [list(h) for h in self.history]}
+        return {**self.body, **self.summary(), "history": [list(h) for h in self.history],
+                "traceback": self.traceback}
 
 
 def parse(entry: DeadEntry) -> DeadRecord:

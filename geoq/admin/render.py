@@ -38,6 +38,13 @@ def one_line(text: str, limit: int | None = None) -> str:
     return flat
 
 
+def block(title: str, text: str | None) -> list[str]:
+    """A titled block of text kept as written, each line indented; nothing when there is no text."""
+    if not text:
+        return []
+    return [f"{title}:"] + ["  " + line for line in text.splitlines()]
+
+
 def age(seconds: float | None) -> str:
     """A duration as a person reads it: 850ms, 4.2s, 3m05s, 2h10m, 3d04h."""
     if seconds is None:

@@ -60,7 +60,7 @@ class RetryLater:
     delay: float
     id: str
     attempts: int
-    error: str
+    detail: str   # the state value's end: last error and traceback (geoq.job.state_detail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +216,7 @@ class Broker:
         if s.retries:
             args = []
             for t in s.retries:
-                args += [t.envelope, t.new_envelope, repr(t.delay), t.id, t.attempts, t.error]
+                args += [t.envelope, t.new_envelope, repr(t.delay), t.id, t.attempts, t.detail]
             calls.append((Call("retry", (processing, k.scheduled, k.state), args),
                           Settlement(s.queue, retries=s.retries)))
         if s.burials:

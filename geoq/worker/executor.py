@@ -11,7 +11,7 @@ from typing import Any, Callable
 import gevent
 
 from geoq import job as jobs
-from geoq import logs
+from geoq import logs, tracebacks
 from geoq.broker.broker import Ack, Bury, RetryLater
 from geoq.errors import InvalidJob
 from geoq.job import Job
@@ -82,7 +82,8 @@ class Executor:
                 done = jobs.encode_done("succeeded", job.attempt, job.last_error, result, None, job.type)
             except (TypeError, ValueError) as e:  # an unstorable result is the handler's failure
                 error, result = InvalidJob(f"handler returned a result that is not JSON: {e}"), None
-        outcome = classify(job, route, error, result)
+        trace = None if error is None else tracebacks.format_failure(error)
+        outcome = classify(job, route, error, result, traceback=trace)
         duration = time.monotonic() - started
         self.settle(p.queue, self._settlement(p, job, outcome, done))
         if self.observe is not None:
@@ -111,30 +112,33 @@ class Executor:
         if isinstance(outcome, RetryAt):
             again = replace(job, history=history, due_at=now + outcome.delay)
             return RetryLater(p.envelope, jobs.encode(again, 2 ** 31), outcome.delay, job.id, job.attempt,
-                              outcome.error)
+                              jobs.state_detail(outcome.error, outcome.traceback))
         assert isinstance(outcome, Dead)
-        return self._burial(p.queue, p.envelope, replace(job, history=history), outcome.reason, outcome.error)
+        return self._burial(p.queue, p.envelope, replace(job, history=history), outcome.reason, outcome.error,
+                            outcome.traceback)
 
     def _reject(self, queue: str, envelope: bytes, job: Job | None, reason: str, error: str) -> Prepared:
         log.warning("job %s of type %s in queue %s is dead: %s: %s",
                     job.id if job else jobs.peek_id(envelope) or "?", job.type if job else "?", queue, reason, error)
         return Prepared(queue, envelope, job, None, self._burial(queue, envelope, job, reason, error))
 
-    def _burial(self, queue: str, envelope: bytes, job: Job | None, reason: str, error: str) -> Bury:
+    def _burial(self, queue: str, envelope: bytes, job: Job | None, reason: str, error: str,
+                traceback: str | None = None) -> Bury:
         job_id = job.id if job else (jobs.peek_id(envelope) or "")
         attempts = job.attempt if job else 0
-        record = dead_record(queue, envelope, job, job_id, reason, error, self.clock())
-        done = jobs.encode_done("dead", attempts, error, None, reason, job.type if job else None)
+        record = dead_record(queue, envelope, job, job_id, reason, error, self.clock(), traceback)
+        done = jobs.encode_done("dead", attempts, error, None, reason, job.type if job else None, traceback)
         return Bury(envelope, record, job_id, done)
 
 
 def dead_record(queue: str, envelope: bytes, job: Job | None, job_id: str, reason: str, error: str,
-                died_at: float) -> bytes:
-    """The dead-list entry: who, why, the attempt history, and the original bytes to retry from."""
+                died_at: float, traceback: str | None = None) -> bytes:
+    """The dead-list entry: who, why, the attempt history, the last run's traceback (None when no
+    run raised), and the original bytes to retry from."""
     body: dict[str, Any] = {"id": job_id, "type": job.type if job else None, "queue": queue, "reason": reason,
                             "error": error, "attempts": job.attempt if job else 0,
                             "history": [list(h) for h in job.history] if job else [],
-                            "died_at": round(died_at, 3)}
+                            "died_at": round(died_at, 3), "traceback": traceback}
     try:
         body["envelope"] = envelope.decode("utf-8")
     except UnicodeDecodeError:

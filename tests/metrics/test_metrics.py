@@ -244,16 +244,21 @@ def _outcome_lines(fmt: str) -> list[str]:
     ran = job(attempt=2, enqueued_at=1.0)
     logs.log_outcome(logger, ran, Succeeded({"token": "hunter2"}), 0.25)
     logs.log_outcome(logger, ran, RetryAt(4.0, "RuntimeError: boom\nsecond line"), 0.5)
-    logs.log_outcome(logger, ran, Dead("max_retries", "RuntimeError: boom"), 1.5)
+    logs.log_outcome(logger, ran, Dead("max_retries", "RuntimeError: boom", TRACE), 1.5)
     return stream.getvalue().splitlines()
 
 
-def test_each_outcome_is_one_plain_line_with_the_job_and_no_payload() -> None:
+TRACE = 'Traceback (most recent call last):\n  File "h.py", line 3, in send\n    boom()\nRuntimeError: boom'
+
+
+
+def test_each_outcome_is_one_plain_record_with_the_job_and_no_payload_and_a_death_carries_its_traceback() -> None:
     lines = _outcome_lines("plain")
     assert lines == [
         "INFO job default:x t.ok queue=default attempt=2 succeeded in 0.250s",
         "INFO job default:x t.ok queue=default attempt=2 retried in 0.500s, retry in 4.0s: RuntimeError: boom second line",
-        "WARNING job default:x t.ok queue=default attempt=2 dead in 1.500s (max_retries): RuntimeError: boom",
+        "ERROR job default:x t.ok queue=default attempt=2 dead in 1.500s (max_retries): RuntimeError: boom",
+        *TRACE.splitlines(),
     ]
 
 
@@ -262,7 +267,8 @@ def test_each_outcome_is_one_json_object_with_the_job_fields_and_no_payload() ->
     assert len(lines) == 3 and not any("hunter2" in line for line in lines)
     records = [json.loads(line) for line in lines]
     assert [(r["outcome"], r["level"]) for r in records] == [("succeeded", "info"), ("retried", "info"),
-                                                             ("dead", "warning")]
+                                                             ("dead", "error")]
+    assert [r.get("exc") for r in records] == [None, None, TRACE]
     for r in records:
         assert (r["id"], r["type"], r["queue"], r["attempt"]) == ("default:x", "t.ok", "default", 2)
     assert [r["duration"] for r in records] == [0.25, 0.5, 1.5]

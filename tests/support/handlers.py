@@ -56,6 +56,34 @@ def broken(job: Job) -> None:
     raise RuntimeError("always broken")
 
 
+def check_token(token: str) -> None:
+    raise ValueError("token rejected by the nested check")
+
+
+def nested(job: Job) -> None:
+    """Always raises, from a function it calls (its argument is the payload's token, never in the message)."""
+    _record(job, "failed")
+    check_token(job.payload["token"])
+
+
+def descend(n: int) -> None:
+    ascend(n - 1) if n else hit_bottom()
+
+
+def ascend(n: int) -> None:
+    descend(n)  # two functions in turn, so no "[Previous line repeated]" folds the stack
+
+
+def hit_bottom() -> None:
+    raise RuntimeError("hit the bottom of a deep recursion")
+
+
+def deep(job: Job) -> None:
+    """Always raises, payload["depth"] * 2 frames down."""
+    _record(job, "failed")
+    descend(int(job.payload["depth"]))
+
+
 def refuse(job: Job) -> None:
     _record(job, "failed")
     raise Fail("refused on purpose")

@@ -88,3 +88,18 @@ def test_a_done_record_keeps_state_result_reason_and_type():
     assert (st.state, st.attempts, st.last_error, st.reason) == ("dead", 3, "E: x", "max_retries")
     assert jobs.done_type(record) == "email.send"
     assert jobs.done_type(b'{"s":"succeeded","a":1,"e":null,"r":null,"x":null}') is None  # an older record
+
+
+def test_a_waiting_retry_keeps_its_traceback_in_the_state_value_and_a_newline_in_its_error_is_folded():
+    trace = 'Traceback (most recent call last):\n  File "h.py", line 1, in h\nValueError: a|b'
+    value = jobs.encode_state("scheduled", 2, 100.0, "ValueError: a|b\nsecond", trace).encode()
+    st = jobs.decode_state("x", value, now=50.0)
+    assert (st.state, st.last_error, st.traceback, st.due_at) == ("scheduled", "ValueError: a|b second", trace, 100.0)
+    assert jobs.decode_state("x", jobs.encode_state("running", 1, None, "E: x").encode(), now=0).traceback is None
+
+
+def test_a_dead_jobs_done_record_keeps_its_traceback_and_a_succeeded_one_spends_no_byte_on_it():
+    st = jobs.decode_done("x", jobs.encode_done("dead", 3, "E: x", None, "max_retries", "t", "Traceback ...\nE: x"))
+    assert st.traceback == "Traceback ...\nE: x"
+    record = jobs.encode_done("succeeded", 1, None, {"ok": 1}, None, "t")
+    assert b"tb" not in record and jobs.decode_done("x", record).traceback is None

@@ -1,7 +1,8 @@
 #!lua
 -- Move failed jobs from this worker's processing list to the scheduled set.
 -- KEYS[1] processing list, KEYS[2] scheduled set, KEYS[3] state hash
--- ARGV: groups of 6: old envelope, new envelope, delay seconds, id, runs made, last error
+-- ARGV: groups of 6: old envelope, new envelope, delay seconds, id, runs made, the state value's end
+--   (last error, then a newline and the failed run's traceback: geoq.job.state_detail)
 -- Returns: the 1-based positions of jobs not in the processing list (nothing written for them).
 -- Invariant: the job leaves the processing list and enters the scheduled set in one step.
 local t = redis.call('TIME')
