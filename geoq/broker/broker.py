@@ -21,6 +21,7 @@ from geoq.broker.scripts import Call, Scripts, add, run
 _SCRIPTS: Scripts | None = None
 _SCAN_COUNT = 1000
 _PAGE = 500
+_INLINE = 1 << 16  # envelopes above this many bytes are sent as they are (see _bulk)
 
 
 def _scripts() -> Scripts:
@@ -65,8 +66,9 @@ class RetryLater:
 @dataclass(frozen=True, slots=True)
 class Bury:
     envelope: bytes
-    record: bytes
-    id: str       # '' when the bytes carried no id we could read
+    record: bytes  # a JSON object, all but the envelope, which dead.lua adds
+    text: bool     # the envelope is UTF-8 (stored as text), else it is stored as hex
+    id: str        # '' when the bytes carried no id we could read
     done: bytes
 
 
@@ -206,19 +208,19 @@ class Broker:
         if s.acks:
             args: list[object] = [int(r.keep)]
             for a in s.acks:
-                args += [a.envelope, a.id, a.done]
+                args += [_bulk(a.envelope), a.id, a.done]
             done_keys = [k.done(a.id) for a in s.acks]
             calls.append((Call("ack", (processing, k.state, *done_keys), args), Settlement(s.queue, acks=s.acks)))
         if s.retries:
             args = []
             for t in s.retries:
-                args += [t.envelope, t.new_envelope, repr(t.delay), t.id, t.attempts, t.error]
+                args += [_bulk(t.envelope), _bulk(t.new_envelope), repr(t.delay), t.id, t.attempts, t.error]
             calls.append((Call("retry", (processing, k.scheduled, k.state), args),
                           Settlement(s.queue, retries=s.retries)))
         if s.burials:
             args = [int(r.keep), r.dead_max_jobs, repr(r.dead_max_age)]
             for b in s.burials:
-                args += [b.envelope, b.record, b.id, b.done]
+                args += [_bulk(b.envelope), b.record, "text" if b.text else "hex", b.id, b.done]
             done_keys = [k.done(b.id or "_") for b in s.burials]
             calls.append((Call("dead", (processing, k.dead, k.state, *done_keys, k.dead_trimmed), args),
                           Settlement(s.queue, burials=s.burials)))
@@ -231,7 +233,7 @@ class Broker:
         k = keys.queue_keys(queue)
         args: list[object] = []
         for j in jobs:
-            args += [j.envelope, j.id, j.state]
+            args += [_bulk(j.envelope), j.id, j.state]
         with redis_errors("handback"):
             (moved,) = run(self.client, self.scripts, [Call("handback", (k.processing(worker_id), k.ready, k.state), args)])
         return int(moved)
@@ -297,6 +299,14 @@ class Broker:
     def load_scripts(self) -> None:
         with redis_errors("script load"):
             self.scripts.load(self.client)
+
+
+def _bulk(envelope: bytes) -> bytes | memoryview:
+    """An envelope as a command argument. A large one goes as a memoryview, which redis-py
+    sends to the socket as it is, as a chunk of its own; given bytes, its default packer
+    (hiredis) copies them with every other argument into one new bytes object. Small ones
+    stay bytes: a memoryview is always a chunk of its own, and each chunk is one send."""
+    return memoryview(envelope) if len(envelope) > _INLINE else envelope
 
 
 def _starting(envelopes: Iterable[Any], prefix: bytes) -> bytes | None:

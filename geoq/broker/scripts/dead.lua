@@ -3,22 +3,42 @@
 -- KEYS[1] processing list, KEYS[2] dead set, KEYS[3] state hash, KEYS[4..] one done-record key per job,
 -- KEYS[#KEYS] the dead set's trimmed counter
 -- ARGV[1] keep seconds, ARGV[2] dead max_jobs, ARGV[3] dead max_age seconds,
--- then groups of 4: old envelope, dead record, id ('' when unknown), done record
+-- then groups of 5: old envelope, dead record without its envelope (a JSON object),
+-- 'text' or 'hex' (how the record holds the envelope), id ('' when unknown), done record
 -- Returns: the 1-based positions of jobs not in the processing list (nothing written for them).
 -- Invariant: a job leaves the processing list and enters the dead set in one step; the
 -- dead set is scored by Redis time of death and never grows past its bounds.
+-- The record's envelope is built here from the argument that names the job, so an envelope
+-- of any size (an oversize one may be megabytes) leaves the worker once: "envelope" holds
+-- it as a JSON string (cjson only encodes it, never decodes), "envelope_hex" holds bytes
+-- that are not UTF-8, which a JSON string cannot carry.
+local function hex(s)
+  local out = {}
+  for i = 1, #s, 4096 do  -- string.byte returns one value per byte: 4096 fit Lua's stack
+    local j = math.min(i + 4095, #s)
+    out[#out + 1] = string.format(string.rep('%02x', j - i + 1), string.byte(s, i, j))
+  end
+  return table.concat(out)
+end
+
+local function with_envelope(record, envelope, form)
+  local open = string.sub(record, 1, -2)  -- the record's closing brace goes after the envelope
+  if form == 'hex' then return open .. ',"envelope_hex":"' .. hex(envelope) .. '"}' end
+  return open .. ',"envelope":' .. cjson.encode(envelope) .. '}'
+end
+
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local keep, max_jobs, max_age = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local fenced = {}
 local n = 0
-for i = 4, #ARGV, 4 do
+for i = 4, #ARGV, 5 do
   n = n + 1
   if redis.call('LREM', KEYS[1], 1, ARGV[i]) == 1 then
-    redis.call('ZADD', KEYS[2], now, ARGV[i + 1])
-    if ARGV[i + 2] ~= '' then
-      redis.call('HDEL', KEYS[3], ARGV[i + 2])
-      if keep > 0 then redis.call('SET', KEYS[3 + n], ARGV[i + 3], 'EX', keep) end
+    redis.call('ZADD', KEYS[2], now, with_envelope(ARGV[i + 1], ARGV[i], ARGV[i + 2]))
+    if ARGV[i + 3] ~= '' then
+      redis.call('HDEL', KEYS[3], ARGV[i + 3])
+      if keep > 0 then redis.call('SET', KEYS[3 + n], ARGV[i + 4], 'EX', keep) end
     end
   else
     fenced[#fenced + 1] = n
