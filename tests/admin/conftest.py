@@ -60,7 +60,7 @@ def _bury(client: redis.Redis, queue: str = "default", job_type: str = "t.job", 
     job = Job(id=job_id or jobs.new_id(queue), type=job_type, queue=queue,
               payload={"n": 1, "f": 1.5, "empty": []} if payload is None else payload,
               attempt=runs - 1, enqueued_at=time.time() - 60, max_retries=runs - 1, history=history[:-1])
-    envelope = jobs.encode(job, 2**20)
+    envelope = jobs.encode(job, 2**31)
     ran = dataclasses.replace(job, attempt=runs, history=history)
     record = dead_record(queue, ran, job.id, reason, history[-1][1])
     k = keys.queue_keys(queue)
