@@ -17,12 +17,11 @@ from typing import Any, Iterator, Mapping, Sequence, cast
 import redis
 
 from geoq.broker import keys
+from geoq.broker.broker import SCAN_COUNT
 from geoq.broker.keys import glob_escape
 from geoq.broker.errors import redis_errors
 from geoq.broker.inspect import Depth, read_depths
 from geoq.broker.scripts import Call, Scripts, run
-
-_SCAN_COUNT = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +76,7 @@ class AdminBroker:
         found: set[str] = set()
         processing: dict[str, list[str]] = {}
         with redis_errors("scan"):
-            for raw in self.client.scan_iter(match=keys.QUEUE_KEYS_PATTERN, count=_SCAN_COUNT):
+            for raw in self.client.scan_iter(match=keys.QUEUE_KEYS_PATTERN, count=SCAN_COUNT):
                 holder = keys.parse_job_holder(_bytes(raw).decode("utf-8", "replace"))
                 if holder is None:
                     continue
@@ -148,7 +147,7 @@ class AdminBroker:
         """Every record of a queue's dead set, in no order; records added meanwhile may be missed,
         and a record may come twice (ZSCAN's promise), so a move must tolerate a missing member."""
         with redis_errors("dead scan"):
-            for member, score in self.client.zscan_iter(keys.queue_keys(queue).dead, count=_SCAN_COUNT):
+            for member, score in self.client.zscan_iter(keys.queue_keys(queue).dead, count=SCAN_COUNT):
                 yield DeadEntry(queue, _bytes(member), float(score))
 
     def dead_find(self, queue: str, job_id: str) -> list[DeadEntry]:
@@ -158,7 +157,7 @@ class AdminBroker:
         with redis_errors("dead find"):
             found = [DeadEntry(queue, _bytes(member), float(score))
                      for member, score in self.client.zscan_iter(keys.queue_keys(queue).dead, match=pattern,
-                                                                 count=_SCAN_COUNT)]
+                                                                 count=SCAN_COUNT)]
         return [entry for entry in found if _json_object(entry.member).get("id") == job_id]
 
     def dead_revive(self, queue: str, revivals: Sequence[Revival], queued_state: str) -> list[int]:

@@ -19,7 +19,7 @@ from geoq.broker.errors import redis_errors, translate
 from geoq.broker.scripts import Call, Scripts, add, run
 
 _SCRIPTS: Scripts | None = None
-_SCAN_COUNT = 1000
+SCAN_COUNT = 1000  # keys or members per SCAN / ZSCAN call: few round trips, short ones
 _PAGE = 500
 _INLINE = 1 << 16  # envelopes above this many bytes are sent as they are (see _bulk)
 
@@ -272,7 +272,7 @@ class Broker:
         prefix = b'{"i":' + json.dumps(job_id).encode() + b","
         with redis_errors("find"):
             for member, _ in self.client.zscan_iter(k.scheduled, match=keys.glob_escape(prefix.decode()) + "*",
-                                                    count=_SCAN_COUNT):
+                                                    count=SCAN_COUNT):
                 return bytes(member)
             if holders is None:
                 holders = sorted(w.decode() for w in self.client.smembers(k.workers))  # type: ignore[union-attr]
