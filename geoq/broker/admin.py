@@ -16,7 +16,7 @@ from typing import Any, Iterator, Mapping, Sequence, cast
 
 import redis
 
-from geoq.broker import keys
+from geoq.broker import keys, replies
 from geoq.broker.broker import SCAN_COUNT
 from geoq.broker.keys import glob_escape
 from geoq.broker.errors import redis_errors
@@ -77,7 +77,7 @@ class AdminBroker:
         processing: dict[str, list[str]] = {}
         with redis_errors("scan"):
             for raw in self.client.scan_iter(match=keys.QUEUE_KEYS_PATTERN, count=SCAN_COUNT):
-                holder = keys.parse_job_holder(_bytes(raw).decode("utf-8", "replace"))
+                holder = keys.parse_job_holder(replies.text(raw))
                 if holder is None:
                     continue
                 queue, place, worker_id = holder
@@ -117,7 +117,7 @@ class AdminBroker:
         """Every registered worker, alive or silent, by id."""
         with redis_errors("workers"):
             registered = cast("dict[bytes, bytes]", self.client.hgetall(keys.WORKERS))
-        ids = sorted(k.decode("utf-8", "replace") for k in registered)
+        ids = sorted(replies.text(k) for k in registered)
         pipe = self.client.pipeline(transaction=False)
         for worker_id in ids:
             pipe.exists(keys.heartbeat(worker_id))

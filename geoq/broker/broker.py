@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import redis
 from redis.exceptions import NoScriptError
 
-from geoq.broker import keys
+from geoq.broker import keys, replies
 from geoq.broker.errors import redis_errors, translate
 from geoq.broker.scripts import Call, Scripts, add, run
 
@@ -168,7 +168,7 @@ class Broker:
     def processing(self, queue: str, worker_id: str) -> list[bytes]:
         """The jobs this worker holds in a queue (for handback and reconciliation)."""
         with redis_errors("processing"):
-            return [e if isinstance(e, bytes) else e.encode() for e in self.client.lrange(keys.queue_keys(queue).processing(worker_id), 0, -1)]
+            return [replies.raw(e) for e in self.client.lrange(keys.queue_keys(queue).processing(worker_id), 0, -1)]
 
     # -- settling ------------------------------------------------------------------------------
 
@@ -275,7 +275,7 @@ class Broker:
                                                     count=SCAN_COUNT):
                 return bytes(member)
             if holders is None:
-                holders = sorted(w.decode() for w in self.client.smembers(k.workers))  # type: ignore[union-attr]
+                holders = sorted(replies.text(w) for w in self.client.smembers(k.workers))
             for worker_id in holders:
                 found = _starting(self.client.lrange(k.processing(worker_id), 0, -1), prefix)
                 if found is not None:

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import redis
 
-from geoq.broker import keys
+from geoq.broker import keys, replies
 from geoq.broker.broker import Retention
 from geoq.broker.errors import redis_errors, translate
 from geoq.broker.scripts import Call, Scripts, run
@@ -73,7 +73,7 @@ class Registry:
         """Workers that may hold a processing list of this queue."""
         with redis_errors("reaper"):
             members = self.client.smembers(keys.queue_keys(queue).workers)
-        return {m.decode() if isinstance(m, bytes) else str(m) for m in members}
+        return {replies.text(m) for m in members}
 
     def silent(self, worker_ids: Sequence[str]) -> list[str]:
         """The workers among these whose heartbeat key has expired."""
@@ -92,7 +92,7 @@ class Registry:
             if self.client.set(REAPER_LOCK, worker_id, nx=True, px=_ms(ttl)):
                 return True
             holder = self.client.get(REAPER_LOCK)
-            if holder is not None and (holder.decode() if isinstance(holder, bytes) else holder) == worker_id:
+            if holder is not None and replies.text(holder) == worker_id:
                 self.client.pexpire(REAPER_LOCK, _ms(ttl))
                 return True
         return False
@@ -105,14 +105,14 @@ class Registry:
         k = keys.queue_keys(queue)
         with redis_errors("reap"):  # a dead worker's list no longer changes: its ids name the done keys
             held = self.client.lrange(k.processing(worker_id), 0, -1)
-        ids = sorted({i for i in (peek_id(e if isinstance(e, bytes) else e.encode()) for e in held) if i})
+        ids = sorted({i for i in (peek_id(replies.raw(e)) for e in held) if i})
         call = Call("reap", (k.processing(worker_id), k.ready, k.dead, k.state, k.workers, k.dead_trimmed,
                              *(k.done(i) for i in ids)),
                     [max_deliveries, retention.dead_max_jobs, repr(retention.dead_max_age), worker_id,
                      int(retention.keep), *ids])
         with redis_errors("reap"):
             (reply,) = run(self.client, self.scripts, [call])
-        return int(reply[0]), [t.decode() if isinstance(t, bytes) else str(t) for t in reply[2:]]
+        return int(reply[0]), [replies.text(t) for t in reply[2:]]
 
     def forget(self, worker_id: str) -> None:
         """Drop a reaped worker's description; when it wakes up it finds itself unregistered."""
