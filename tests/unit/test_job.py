@@ -88,3 +88,16 @@ def test_a_done_record_keeps_state_result_reason_and_type():
     assert (st.state, st.attempts, st.last_error, st.reason) == ("dead", 3, "E: x", "max_retries")
     assert jobs.done_type(record) == "email.send"
     assert jobs.done_type(b'{"s":"succeeded","a":1,"e":null,"r":null,"x":null}') is None  # an older record
+
+
+@pytest.mark.parametrize("raw, expected", [
+    (b"plain ascii", True), ("é€😀".encode() * 50_000, True), (b"a" * 65_535 + "é".encode(), True),
+    (b"\xff", False), (b"a" * 70_000 + b"\xc3", False), ("é".encode() * 40_000 + b"\x80", False), (b"", True)])
+def test_is_utf8_agrees_with_decoding_whole_also_across_its_slice_boundaries(raw, expected):
+    assert jobs.is_utf8(raw) is expected
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        assert not expected
+    else:
+        assert expected
