@@ -15,6 +15,7 @@ costs Redis memory for every queued job.
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import re
@@ -172,6 +173,24 @@ def _invalid(reason: str, message: str) -> InvalidJob:
     error = InvalidJob(message)
     error.reason = reason  # type: ignore[attr-defined]
     return error
+
+
+def is_utf8(raw: bytes) -> bool:
+    """Whether bytes are UTF-8 text, checked in slices: an oversize envelope may be megabytes,
+    and decoding it whole would copy it (up to four times its size, as a str)."""
+    if raw.isascii():
+        return True
+    decoder, view = codecs.getincrementaldecoder("utf-8")(), memoryview(raw)
+    try:
+        for start in range(0, len(view), _CHECK_SLICE):
+            decoder.decode(view[start:start + _CHECK_SLICE])
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+_CHECK_SLICE = 1 << 16
 
 
 def peek_id(raw: bytes) -> str | None:

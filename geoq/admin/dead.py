@@ -18,6 +18,7 @@ _PAGE = 500
 _CHUNK = 200           # jobs per retry script call: bounds how long one call holds Redis
 _FIND_ONE_BY_ONE = 20  # more ids than this are matched in one scan of each dead set instead
 _ERROR_WIDTH = 60
+_ENVELOPE_WIDTH = 2000  # characters of an envelope `dead show` prints for people
 
 
 def queues_for(s: Session, queue: str | None) -> list[str]:
@@ -96,10 +97,20 @@ def describe(r: DeadRecord) -> str:
         lines += ["history:"] + [f"  {render.when(at)}  {render.one_line(err)}" for at, err in r.history]
     lines += render.block("traceback", r.traceback)
     if "envelope" in s:
-        lines += ["envelope:", "  " + render.one_line(str(s["envelope"]))]
+        text = str(s["envelope"])
+        lines += _envelope_lines("envelope", len(text.encode()), text)
     elif "envelope_hex" in s:
-        lines += ["envelope (hex, not UTF-8):", "  " + str(s["envelope_hex"])]
+        text = str(s["envelope_hex"])
+        lines += _envelope_lines("envelope (hex, not UTF-8)", len(text) // 2, text)
     return "\n".join(lines)
+
+
+def _envelope_lines(title: str, size: int, text: str) -> list[str]:
+    """The envelope on one line, cut for a terminal: an oversize one may be megabytes."""
+    if len(text) <= _ENVELOPE_WIDTH:
+        return [f"{title}:", "  " + render.one_line(text)]
+    return [f"{title}, {size} bytes, cut (--json gives it whole):",
+            "  " + render.one_line(text[:_ENVELOPE_WIDTH * 2], _ENVELOPE_WIDTH)]
 
 
 def find(s: Session, queues: Sequence[str], ids: Sequence[str]) -> list[DeadRecord]:

@@ -1,9 +1,9 @@
 """Dead-letter records as the CLI reads them, and the fresh envelope a retry puts back. Pure.
 
-A record is the JSON the worker wrote when the job died (geoq.worker.executor.dead_record):
-id, type, queue, reason, error, attempts, history, died_at, the last run's traceback
-(absent or null when no run raised), and the original envelope text (or its bytes in hex
-when they were not UTF-8). Its set score is the Redis time of
+A record is the JSON the worker wrote when the job died (geoq.worker.executor.dead_record:
+id, type, queue, reason, error, attempts, history, died_at, the last run's traceback, absent
+or null when no run raised), completed by dead.lua with the original envelope text (or its
+bytes in hex when they were not UTF-8). Its set score is the Redis time of
 death, which the CLI reports as died_at because purges and trims are measured against it.
 """
 

@@ -18,7 +18,8 @@ from typing import Any, Iterator, Mapping, Sequence, cast
 
 import redis
 
-from geoq.broker import keys
+from geoq.broker import keys, replies
+from geoq.broker.broker import SCAN_COUNT
 from geoq.broker.keys import glob_escape
 from geoq.broker.clock import redis_time
 from geoq.broker.errors import redis_errors
@@ -26,7 +27,6 @@ from geoq.broker.broker import drop_dead, trim_step
 from geoq.broker.inspect import Depth, read_depths
 from geoq.broker.scripts import Call, Scripts, run
 
-_SCAN_COUNT = 1000
 _REMOVE_CHUNK = 1000  # records per ZREM: bounds the time one call holds Redis
 
 
@@ -80,8 +80,8 @@ class AdminBroker:
         found: set[str] = set()
         processing: dict[str, list[str]] = {}
         with redis_errors("scan"):
-            for raw in self.client.scan_iter(match=keys.QUEUE_KEYS_PATTERN, count=_SCAN_COUNT):
-                holder = keys.parse_job_holder(_bytes(raw).decode("utf-8", "replace"))
+            for raw in self.client.scan_iter(match=keys.QUEUE_KEYS_PATTERN, count=SCAN_COUNT):
+                holder = keys.parse_job_holder(replies.text(raw))
                 if holder is None:
                     continue
                 queue, place, worker_id = holder
@@ -121,7 +121,7 @@ class AdminBroker:
         """Every registered worker, alive or silent, by id."""
         with redis_errors("workers"):
             registered = cast("dict[bytes, bytes]", self.client.hgetall(keys.WORKERS))
-        ids = sorted(k.decode("utf-8", "replace") for k in registered)
+        ids = sorted(replies.text(k) for k in registered)
         pipe = self.client.pipeline(transaction=False)
         for worker_id in ids:
             pipe.exists(keys.heartbeat(worker_id))
@@ -156,7 +156,7 @@ class AdminBroker:
         """
         seen: set[bytes] = set()
         with redis_errors("dead scan"):
-            for member, score in self.client.zscan_iter(keys.queue_keys(queue).dead, count=_SCAN_COUNT):
+            for member, score in self.client.zscan_iter(keys.queue_keys(queue).dead, count=SCAN_COUNT):
                 digest = hashlib.blake2b(_bytes(member), digest_size=16).digest()
                 if digest not in seen:
                     seen.add(digest)
@@ -169,7 +169,7 @@ class AdminBroker:
         with redis_errors("dead find"):
             found = [DeadEntry(queue, _bytes(member), float(score))
                      for member, score in self.client.zscan_iter(keys.queue_keys(queue).dead, match=pattern,
-                                                                 count=_SCAN_COUNT)]
+                                                                 count=SCAN_COUNT)]
         return [entry for entry in found if _json_object(entry.member).get("id") == job_id]
 
     def dead_revive(self, queue: str, revivals: Sequence[Revival], queued_state: str) -> list[int]:

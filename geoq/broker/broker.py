@@ -14,14 +14,15 @@ from typing import Any, Iterable, Mapping, Sequence
 import redis
 from redis.exceptions import NoScriptError
 
-from geoq.broker import keys
+from geoq.broker import keys, replies
 from geoq.broker.clock import redis_time
 from geoq.broker.errors import redis_errors, translate
 from geoq.broker.scripts import Call, Scripts, add, run
 
 _SCRIPTS: Scripts | None = None
-_SCAN_COUNT = 1000
+SCAN_COUNT = 1000  # keys or members per SCAN / ZSCAN call: few round trips, short ones
 _PAGE = 500
+_INLINE = 1 << 16  # envelopes above this many bytes are sent as they are (see _bulk)
 
 
 def _scripts() -> Scripts:
@@ -66,8 +67,9 @@ class RetryLater:
 @dataclass(frozen=True, slots=True)
 class Bury:
     envelope: bytes
-    record: bytes
-    id: str       # '' when the bytes carried no id we could read
+    record: bytes  # a JSON object, all but the envelope, which dead.lua adds
+    text: bool     # the envelope is UTF-8 (stored as text), else it is stored as hex
+    id: str        # '' when the bytes carried no id we could read
     done: bytes
 
 
@@ -167,7 +169,7 @@ class Broker:
     def processing(self, queue: str, worker_id: str) -> list[bytes]:
         """The jobs this worker holds in a queue (for handback and reconciliation)."""
         with redis_errors("processing"):
-            return [e if isinstance(e, bytes) else e.encode() for e in self.client.lrange(keys.queue_keys(queue).processing(worker_id), 0, -1)]
+            return [replies.raw(e) for e in self.client.lrange(keys.queue_keys(queue).processing(worker_id), 0, -1)]
 
     # -- settling ------------------------------------------------------------------------------
 
@@ -210,19 +212,19 @@ class Broker:
         if s.acks:
             args: list[object] = [int(r.keep)]
             for a in s.acks:
-                args += [a.envelope, a.id, a.done]
+                args += [_bulk(a.envelope), a.id, a.done]
             done_keys = [k.done(a.id) for a in s.acks]
             calls.append((Call("ack", (processing, k.state, *done_keys), args), Settlement(s.queue, acks=s.acks)))
         if s.retries:
             args = []
             for t in s.retries:
-                args += [t.envelope, t.new_envelope, repr(t.delay), t.id, t.attempts, t.detail]
+                args += [_bulk(t.envelope), _bulk(t.new_envelope), repr(t.delay), t.id, t.attempts, t.detail]
             calls.append((Call("retry", (processing, k.scheduled, k.state), args),
                           Settlement(s.queue, retries=s.retries)))
         if s.burials:
             args = [int(r.keep)]
             for b in s.burials:
-                args += [b.envelope, b.record, b.id, b.done]
+                args += [_bulk(b.envelope), b.record, "text" if b.text else "hex", b.id, b.done]
             done_keys = [k.done(b.id or "_") for b in s.burials]
             calls.append((Call("dead", (processing, k.dead, k.state, *done_keys), args),
                           Settlement(s.queue, burials=s.burials)))
@@ -236,7 +238,7 @@ class Broker:
         k = keys.queue_keys(queue)
         args: list[object] = []
         for j in jobs:
-            args += [j.envelope, j.id, j.state]
+            args += [_bulk(j.envelope), j.id, j.state]
         with redis_errors("handback"):
             (moved,) = run(self.client, self.scripts, [Call("handback", (k.processing(worker_id), k.ready, k.state), args)])
         return int(moved)
@@ -281,10 +283,10 @@ class Broker:
         prefix = b'{"i":' + json.dumps(job_id).encode() + b","
         with redis_errors("find"):
             for member, _ in self.client.zscan_iter(k.scheduled, match=keys.glob_escape(prefix.decode()) + "*",
-                                                    count=_SCAN_COUNT):
+                                                    count=SCAN_COUNT):
                 return bytes(member)
             if holders is None:
-                holders = sorted(w.decode() for w in self.client.smembers(k.workers))  # type: ignore[union-attr]
+                holders = sorted(replies.text(w) for w in self.client.smembers(k.workers))
             for worker_id in holders:
                 found = _starting(self.client.lrange(k.processing(worker_id), 0, -1), prefix)
                 if found is not None:
@@ -332,6 +334,14 @@ def drop_dead(client: "redis.Redis", scripts: Scripts, step: Call, op: str) -> i
         dropped += int(n)
         if not over:
             return dropped
+
+
+def _bulk(envelope: bytes) -> bytes | memoryview:
+    """An envelope as a command argument. A large one goes as a memoryview, which redis-py
+    sends to the socket as it is, as a chunk of its own; given bytes, its default packer
+    (hiredis) copies them with every other argument into one new bytes object. Small ones
+    stay bytes: a memoryview is always a chunk of its own, and each chunk is one send."""
+    return memoryview(envelope) if len(envelope) > _INLINE else envelope
 
 
 def _starting(envelopes: Iterable[Any], prefix: bytes) -> bytes | None:

@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 
 import redis
 
-from geoq.broker import keys
+from geoq.broker import keys, replies
 from geoq.broker.broker import Broker
 from geoq.broker.errors import redis_errors
 
@@ -51,17 +51,17 @@ def read_depths(client: "redis.Redis", queues: Sequence[str], op: str,
             for worker_id in holders.get(queue, ()):
                 pipe.llen(k.processing(worker_id))
     with redis_errors(op):
-        replies = iter(pipe.execute())
+        answers = iter(pipe.execute())
     counts: dict[str, list[Any]] = {}
     held: dict[str, int] = {}
     named: list[tuple[str, str]] = []   # (queue, worker id) of lists still to count
     for queue in queues:
-        counts[queue] = [next(replies) for _ in range(4)]
+        counts[queue] = [next(answers) for _ in range(4)]
         if holders is None:
-            named += [(queue, _text(w)) for w in sorted(next(replies))]
+            named += [(queue, replies.text(w)) for w in sorted(next(answers))]
             held[queue] = 0
         else:
-            held[queue] = sum(int(next(replies)) for _ in holders.get(queue, ()))
+            held[queue] = sum(int(next(answers)) for _ in holders.get(queue, ()))
     if named:
         pipe = client.pipeline(transaction=False)
         for queue, worker_id in named:
@@ -78,7 +78,3 @@ def queue_depths(broker: Broker, queues: Sequence[str]) -> dict[str, dict[str, i
     processing lists), in two pipelined round trips: what a scrape reports."""
     return {d.queue: {place: getattr(d, place) for place in PLACES}
             for d in read_depths(broker.client, queues, "depths")}
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value

@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 
 import redis
 
-from geoq.broker import keys
+from geoq.broker import keys, replies
 from geoq.broker.broker import Retention, drop_dead, trim_step
 from geoq.broker.errors import redis_errors, translate
 from geoq.broker.scripts import Call, Scripts, run
@@ -115,15 +115,15 @@ class Registry:
         pipe.hgetall(keys.WORKERS)
         with redis_errors("reaper"):
             known, registered = pipe.execute()
-        described = {_text(w): _described_queues(info) for w, info in registered.items()}
-        named = set(queues).union(map(_text, known), *described.values())
+        described = {replies.text(w): _described_queues(info) for w, info in registered.items()}
+        named = set(queues).union(map(replies.text, known), *described.values())
         every = sorted(q for q in named if keys.is_queue_name(q))  # a stray member must not build a key
         pipe = self.client.pipeline(transaction=False)
         for queue in every:
             pipe.smembers(keys.queue_keys(queue).workers)
         with redis_errors("reaper"):
             members = pipe.execute()
-        return Survey({q: frozenset(map(_text, ids)) for q, ids in zip(every, members)}, described)
+        return Survey({q: frozenset(map(replies.text, ids)) for q, ids in zip(every, members)}, described)
 
     def silent(self, worker_ids: Sequence[str]) -> list[str]:
         """The workers among these whose heartbeat key has expired."""
@@ -142,7 +142,7 @@ class Registry:
             if self.client.set(REAPER_LOCK, worker_id, nx=True, px=_ms(ttl)):
                 return True
             holder = self.client.get(REAPER_LOCK)
-            if holder is not None and (holder.decode() if isinstance(holder, bytes) else holder) == worker_id:
+            if holder is not None and replies.text(holder) == worker_id:
                 self.client.pexpire(REAPER_LOCK, _ms(ttl))
                 return True
         return False
@@ -168,8 +168,7 @@ class Registry:
         """Read the list's last `count` jobs (a dead worker's list only shrinks) and move them."""
         k = keys.queue_keys(queue)
         with redis_errors("reap"):
-            held = [e if isinstance(e, bytes) else e.encode()
-                    for e in self.client.lrange(k.processing(worker_id), -count, -1)]
+            held = [replies.raw(e) for e in self.client.lrange(k.processing(worker_id), -count, -1)]
         ids = sorted({i for i in map(peek_id, held) if i})
         call = Call("reap", (k.processing(worker_id), k.ready, k.dead, k.state, k.workers,
                              *(k.done(i) for i in ids)),
@@ -179,7 +178,7 @@ class Registry:
             reply, (_, over) = run(self.client, self.scripts, [call, trim])
         if over:
             drop_dead(self.client, self.scripts, trim, "trim")
-        return held, Reaped(int(reply[0]), tuple(_text(t) for t in reply[3:]), int(reply[2]))
+        return held, Reaped(int(reply[0]), tuple(replies.text(t) for t in reply[3:]), int(reply[2]))
 
     def forget(self, worker_id: str) -> None:
         """Drop a reaped worker's description; when it wakes up it finds itself unregistered."""
@@ -206,5 +205,3 @@ def _described_queues(info: bytes) -> tuple[str, ...]:
     return tuple(q for q in queues if keys.is_queue_name(q)) if isinstance(queues, list) else ()
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value

@@ -126,21 +126,22 @@ class Executor:
                 traceback: str | None = None) -> Bury:
         job_id = job.id if job else (jobs.peek_id(envelope) or "")
         attempts = job.attempt if job else 0
-        record = dead_record(queue, envelope, job, job_id, reason, error, self.clock(), traceback)
+        record = dead_record(queue, job, job_id, reason, error, self.clock(), traceback)
         done = jobs.encode_done("dead", attempts, error, None, reason, job.type if job else None, traceback)
-        return Bury(envelope, record, job_id, done)
+        return Bury(envelope, record, jobs.is_utf8(envelope), job_id, done)
 
 
-def dead_record(queue: str, envelope: bytes, job: Job | None, job_id: str, reason: str, error: str,
-                died_at: float, traceback: str | None = None) -> bytes:
-    """The dead-list entry: who, why, the attempt history, the last run's traceback (None when no
-    run raised), and the original bytes to retry from."""
+def dead_record(queue: str, job: Job | None, job_id: str, reason: str, error: str, died_at: float,
+                traceback: str | None = None) -> bytes:
+    """The dead-list entry but for its envelope: who, why, the attempt history and the last run's
+    traceback (None when no run raised).
+
+    dead.lua adds the original bytes to retry from, as `envelope` (text) or `envelope_hex`
+    (bytes that are not UTF-8), when it moves the job: an envelope of any size then crosses
+    to Redis once, as the argument that names the job, and is never decoded or copied here.
+    """
     body: dict[str, Any] = {"id": job_id, "type": job.type if job else None, "queue": queue, "reason": reason,
                             "error": error, "attempts": job.attempt if job else 0,
                             "history": [list(h) for h in job.history] if job else [],
                             "died_at": round(died_at, 3), "traceback": traceback}
-    try:
-        body["envelope"] = envelope.decode("utf-8")
-    except UnicodeDecodeError:
-        body["envelope_hex"] = envelope.hex()
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()

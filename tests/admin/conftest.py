@@ -13,6 +13,7 @@ import redis
 
 from geoq import job as jobs
 from geoq.broker import keys
+from geoq.broker.broker import Broker, Bury, Retention, Settlement
 from geoq.job import Job
 from geoq.worker.executor import dead_record
 from tests.admin.helpers import redis_now, run_geoq
@@ -54,16 +55,22 @@ def error_line() -> Callable[[subprocess.CompletedProcess[str], int], str]:
 
 def _bury(client: redis.Redis, queue: str = "default", job_type: str = "t.job", *, died_at: float | None = None,
          job_id: str | None = None, reason: str = "max_retries", runs: int = 3, payload: Any = None) -> Job:
-    """Put a dead record in a queue's dead set, in the worker's own format, scored `died_at`."""
+    """Put a dead record in a queue's dead set the worker's way (dead.lua completes it), scored `died_at`."""
     history = tuple((time.time() - 10 + n, f"RuntimeError: boom {n + 1}") for n in range(runs))
     job = Job(id=job_id or jobs.new_id(queue), type=job_type, queue=queue,
               payload={"n": 1, "f": 1.5, "empty": []} if payload is None else payload,
               attempt=runs - 1, enqueued_at=time.time() - 60, max_retries=runs - 1, history=history[:-1])
-    envelope = jobs.encode(job, 2**20)
+    envelope = jobs.encode(job, 2**31)
     ran = dataclasses.replace(job, attempt=runs, history=history)
     at = redis_now(client) if died_at is None else died_at
-    record = dead_record(queue, envelope, ran, job.id, reason, history[-1][1], at)
-    client.zadd(keys.queue_keys(queue).dead, {record: at})
+    record = dead_record(queue, ran, job.id, reason, history[-1][1], at)
+    k = keys.queue_keys(queue)
+    before = set(client.zrange(k.dead, 0, -1))
+    client.rpush(k.processing("seeder"), envelope)
+    Broker(client).settle("seeder", [Settlement(queue, burials=[Bury(envelope, record, True, job.id, b"")])],
+                          Retention(0, 10**9, 10.0**12))  # trims nothing: scores are set after
+    (member,) = set(client.zrange(k.dead, 0, -1)) - before
+    client.zadd(k.dead, {member: at})
     return job
 
 

@@ -55,6 +55,20 @@ def test_dead_show_gives_the_whole_record_with_history_and_envelope(cli, cli_jso
     assert "history:" in text and "envelope:" in text and "RuntimeError: boom 2" in text
 
 
+def test_dead_show_and_list_of_an_oversize_job_stay_short_for_people_and_whole_for_scripts(cli, cli_json, bury):
+    blob = "x" * (5 * 2**20)
+    job = bury("default", "t.a", reason="oversize", runs=1, payload={"blob": blob})
+    text = cli("dead", "show", job.id).stdout
+    assert len(text) < 3000 and "oversize" in text and "cut (--json gives it whole)" in text, text[:3000]
+    full = cli_json("dead", "show", job.id)
+    assert set(full) >= SUMMARY_KEYS | {"history", "envelope"} and full["reason"] == "oversize"
+    assert jobs.decode(full["envelope"].encode(), "default").payload == {"blob": blob}
+    (listed,) = cli_json("dead", "list")
+    assert set(listed) >= SUMMARY_KEYS and "envelope" not in listed and listed["reason"] == "oversize"
+    lines = cli("dead", "list").stdout.splitlines()
+    assert len(lines) == 2 and job.id in lines[1] and len(lines[1]) < 300
+
+
 def test_dead_retry_puts_the_original_envelope_back_with_attempts_reset(cli, cli_json, redis_url, redis_client, bury):
     job = bury("default", "t.a", runs=3, payload={"big": 12345678901234567890, "f": 0.1, "e": [], "o": {}})
     k = keys.queue_keys("default")

@@ -203,7 +203,7 @@ def _fill(client: geoq.Client, broker: Broker) -> None:
     broker.fetch(broker.client, "default", "w2", 2, None)
     broker.fetch(broker.client, "bulk", "w1", 1, None)
     doomed = broker.fetch(broker.client, "default", "w2", 2, None)
-    burials = [Bury(e, json.dumps({"id": f"d{i}"}).encode(), f"d{i}", b"{}") for i, e in enumerate(doomed)]
+    burials = [Bury(e, json.dumps({"id": f"d{i}"}).encode(), True, f"d{i}", b"{}") for i, e in enumerate(doomed)]
     broker.settle("w2", [Settlement("default", burials=burials)], Retention(0, 1000, 86400))
 
 

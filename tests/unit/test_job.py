@@ -103,3 +103,16 @@ def test_a_dead_jobs_done_record_keeps_its_traceback_and_a_succeeded_one_spends_
     assert st.traceback == "Traceback ...\nE: x"
     record = jobs.encode_done("succeeded", 1, None, {"ok": 1}, None, "t")
     assert b"tb" not in record and jobs.decode_done("x", record).traceback is None
+
+
+@pytest.mark.parametrize("raw, expected", [
+    (b"plain ascii", True), ("é€😀".encode() * 50_000, True), (b"a" * 65_535 + "é".encode(), True),
+    (b"\xff", False), (b"a" * 70_000 + b"\xc3", False), ("é".encode() * 40_000 + b"\x80", False), (b"", True)])
+def test_is_utf8_agrees_with_decoding_whole_also_across_its_slice_boundaries(raw, expected):
+    assert jobs.is_utf8(raw) is expected
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        assert not expected
+    else:
+        assert expected
