@@ -53,25 +53,39 @@ def error_line() -> Callable[[subprocess.CompletedProcess[str], int], str]:
     return _one_error_line
 
 
-def _bury(client: redis.Redis, queue: str = "default", job_type: str = "t.job", *, died_at: float | None = None,
-         job_id: str | None = None, reason: str = "max_retries", runs: int = 3, payload: Any = None) -> Job:
-    """Put a dead record in a queue's dead set the worker's way (dead.lua completes it), scored `died_at`."""
+def _dead_job(queue: str, at: float, job_type: str = "t.job", *, job_id: str | None = None,
+              reason: str = "max_retries", runs: int = 3, payload: Any = None) -> tuple[Job, bytes, bytes]:
+    """A job that died after `runs` runs: the Job, the envelope it was fetched as, and its dead record
+    as the worker writes it (dead.lua completes it with the envelope)."""
     history = tuple((time.time() - 10 + n, f"RuntimeError: boom {n + 1}") for n in range(runs))
     job = Job(id=job_id or jobs.new_id(queue), type=job_type, queue=queue,
               payload={"n": 1, "f": 1.5, "empty": []} if payload is None else payload,
               attempt=runs - 1, enqueued_at=time.time() - 60, max_retries=runs - 1, history=history[:-1])
-    envelope = jobs.encode(job, 2**31)
     ran = dataclasses.replace(job, attempt=runs, history=history)
-    at = redis_now(client) if died_at is None else died_at
-    record = dead_record(queue, ran, job.id, reason, history[-1][1], at)
+    return job, jobs.encode(job, 2**31), dead_record(queue, ran, job.id, reason, history[-1][1], at)
+
+
+def _seed(client: redis.Redis, queue: str, dead: list[tuple[Job, bytes, bytes]], scores: list[float]) -> None:
+    """Bury these jobs the worker's way (through a processing list and dead.lua), then score each
+    record as given (dead.lua scores by Redis's now)."""
     k = keys.queue_keys(queue)
     before = set(client.zrange(k.dead, 0, -1))
-    client.rpush(k.processing("seeder"), envelope)
-    Broker(client).settle("seeder", [Settlement(queue, burials=[Bury(envelope, record, True, job.id, b"")])],
-                          Retention(0, 10**9, 10.0**12))  # trims nothing: scores are set after
-    (member,) = set(client.zrange(k.dead, 0, -1)) - before
-    client.zadd(k.dead, {member: at})
-    return job
+    client.rpush(k.processing("seeder"), *(envelope for _, envelope, _ in dead))
+    Broker(client).settle("seeder", [Settlement(queue, burials=[Bury(e, r, True, j.id, b"") for j, e, r in dead])],
+                          Retention(0, 10**9, 10.0**12))  # trims nothing
+    at = {job.id: score for (job, _, _), score in zip(dead, scores)}
+    added = set(client.zrange(k.dead, 0, -1)) - before
+    assert len(added) == len(dead)
+    client.zadd(k.dead, {member: at[json.loads(member)["id"]] for member in added})
+
+
+def _bury(client: redis.Redis, queue: str = "default", job_type: str = "t.job", *, died_at: float | None = None,
+          **kwargs: Any) -> Job:
+    """Put a dead record in a queue's dead set the worker's way (dead.lua completes it), scored `died_at`."""
+    at = redis_now(client) if died_at is None else died_at
+    dead = _dead_job(queue, at, job_type, **kwargs)
+    _seed(client, queue, [dead], [at])
+    return dead[0]
 
 
 @pytest.fixture
@@ -87,10 +101,10 @@ def bury_many(redis_client: redis.Redis) -> Callable[..., list[Job]]:
     one pipeline and scored died_at (default: Redis now); the Jobs, oldest first."""
     def run(n: int, queue: str = "default", *, died_at: float | None = None, **kwargs: Any) -> list[Job]:
         at = redis_now(redis_client) if died_at is None else died_at
-        pipe = redis_client.pipeline(transaction=False)
-        buried = [_bury(pipe, queue, died_at=at + i / 1000, **kwargs) for i in range(n)]
-        pipe.execute()
-        return buried
+        scores = [at + i / 1000 for i in range(n)]
+        dead = [_dead_job(queue, score, **kwargs) for score in scores]
+        _seed(redis_client, queue, dead, scores)
+        return [job for job, _, _ in dead]
     return run
 
 

@@ -116,7 +116,7 @@ def test_a_burial_trims_a_dead_set_far_past_its_bound_in_short_steps(redis_clien
     redis_client.slowlog_reset()
 
     result = broker.settle("w1", [Settlement("default", burials=[
-        Bury(b"not a job", b'{"id":"last","reason":"not_a_job"}', "", b"")])], Retention(0, 100, 30 * 86400))
+        Bury(b"not a job", b'{"id":"last","reason":"not_a_job"}', True, "", b"")])], Retention(0, 100, 30 * 86400))
 
     assert_no_long_command(slowlog)
     assert result.fenced == 0 and not result.refused
