@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from types import MappingProxyType
 from typing import Any
 
@@ -48,7 +49,8 @@ def settle_one(handler: Any, max_retries: int = 0, timeout: float = 5.0) -> Retr
     route = Route(type="t", queue="default", handler=handler, timeout=timeout, max_retries=max_retries,
                   backoff=BackoffConfig(base=1.0, max=1.0, jitter="none"), options=MappingProxyType({}))
     out: list[Any] = []
-    executor = Executor(Router({"t": route}), lambda queue, item: out.append(item), max_payload=2**20, keep=60)
+    executor = Executor(Router({"t": route}), lambda queue, item: out.append(item), max_payload=2**20, keep=60,
+                        clock=time.time)  # a unit test: no Redis, so the host clock stands in
     job = Job(id="default:x", type="t", queue="default", payload={"token": "hunter2-secret"}, attempt=1)
     executor.run(Prepared("default", b"{}", job, route))
     (settlement,) = out
