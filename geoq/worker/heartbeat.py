@@ -34,6 +34,7 @@ from geoq.errors import BrokerError
 log = logging.getLogger(__name__)
 
 TICK = 0.5  # seconds between the hub's proofs of progress
+_allocate_lock = monkey.get_original("_thread", "allocate_lock")
 
 
 def new_worker_id() -> str:
@@ -56,6 +57,9 @@ class Heartbeat:
         self.tick_at = time.monotonic()
         self._stopped = False
         self._fenced = False
+        # Real locks (two OS threads use them): stop() releases _wake to end the thread's wait
+        # at once; the thread holds _running until its hub is destroyed.
+        self._wake, self._running = _allocate_lock(), _allocate_lock()
         # The thread never logs or calls hooks itself (logging's locks belong to the hub):
         # it leaves news here and the tick greenlet relays it.
         self._news: deque[tuple[int, str, bool]] = deque(maxlen=100)
@@ -74,12 +78,29 @@ class Heartbeat:
 
     def start(self) -> gevent.Greenlet:
         """Start the beat thread; return the tick greenlet (it also relays fencing to the hub)."""
+        self._wake.acquire()
+        self._running.acquire()
         start_thread = monkey.get_original("_thread", "start_new_thread")
-        start_thread(self._beat_forever, ())
+        start_thread(self._beat_thread, ())
         return gevent.spawn(self._tick_forever)
 
     def stop(self) -> None:
+        """Stop beating; the thread wakes from its wait at once and ends after any beat under way."""
         self._stopped = True
+        if self._wake.locked():
+            self._wake.release()
+
+    def join(self, timeout: float) -> bool:
+        """Wait (blocking the hub: call it last) until the beat thread has ended; False on timeout.
+
+        A native thread that still runs greenlets of its own hub while the interpreter
+        finalizes can crash the process at exit (seen as SIGSEGV after a clean stop), so
+        the worker lets it end, hub destroyed, before it returns.
+        """
+        if not self._running.acquire(timeout=max(0.0, timeout)):
+            return False
+        self._running.release()
+        return True
 
     def _tick_forever(self) -> None:
         while not self._stopped:
@@ -94,16 +115,26 @@ class Heartbeat:
                 self.on_fenced()
             gevent.sleep(TICK)
 
-    def _beat_forever(self) -> None:
-        """The native thread: its own Redis connection, its own (thread-local) gevent hub."""
-        _unwatched_hub()
-        client = connect(self.config.redis, max_connections=connection_split(self.config).heartbeat,
-                         name=f"geoq-heartbeat:{self.worker_id}")
-        registry = Registry(client, self.registry.scripts)
-        sleep = monkey.get_original("time", "sleep")
+    def _beat_thread(self) -> None:
+        """The native thread: its own Redis connection, its own (thread-local) gevent hub, both
+        closed when it ends, and then the lock join() waits on released."""
+        try:
+            _unwatched_hub()
+            client = connect(self.config.redis, max_connections=connection_split(self.config).heartbeat,
+                             name=f"geoq-heartbeat:{self.worker_id}")
+            try:
+                self._beat_forever(Registry(client, self.registry.scripts))
+            finally:
+                client.close()
+        finally:
+            gevent.get_hub().destroy(destroy_loop=True)
+            self._running.release()
+
+    def _beat_forever(self, registry: Registry) -> None:
+        client = registry.client
         failing = False
         while not self._stopped:
-            sleep(self.interval)
+            self._wake.acquire(timeout=self.interval)  # released only by stop()
             if self._stopped or time.monotonic() - self.tick_at > self.interval + 1.0:
                 continue  # the hub has not shown progress: let the heartbeat lapse
             try:

@@ -155,6 +155,8 @@ class Worker:
                        timeout=max(0.1, min(2.0, deadline.left())))
         if report.clean:
             self._deregister(deadline)
+        if not self.heartbeat.join(timeout=deadline.left()):
+            log.warning("the heartbeat thread had not ended by the stop's deadline")
         log_stop(self.id, report, self.config.worker.dead_after)
         return report
 
