@@ -19,11 +19,10 @@ from typing import Any, Iterator, Mapping, Sequence, cast
 import redis
 
 from geoq.broker import keys, replies
-from geoq.broker.broker import SCAN_COUNT
-from geoq.broker.keys import glob_escape
+from geoq.broker.broker import SCAN_COUNT, drop_dead, trim_step
 from geoq.broker.clock import redis_time
 from geoq.broker.errors import redis_errors
-from geoq.broker.broker import drop_dead, trim_step
+from geoq.broker.keys import glob_escape
 from geoq.broker.inspect import Depth, read_depths
 from geoq.broker.scripts import Call, Scripts, run
 

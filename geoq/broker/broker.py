@@ -254,8 +254,7 @@ class Broker:
 
     def trim_dead(self, queue: str, retention: Retention) -> int:
         """Trim a queue's dead set to its bounds, oldest first, in bounded steps; the records dropped."""
-        step = trim_step(keys.queue_keys(queue), retention.dead_max_jobs, retention.dead_max_age, counted=True)
-        return drop_dead(self.client, self.scripts, step, "trim")
+        return trim_dead(self.client, self.scripts, queue, retention)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -319,6 +318,12 @@ def trim_step(k: keys.QueueKeys, kept: int | None, max_age: float | None, *, cou
     `max_age` seconds (None: no such bound), counted in the set's trimmed counter if `counted`."""
     return Call("trim", (k.dead, k.dead_trimmed) if counted else (k.dead,),
                 ["" if kept is None else kept, "" if max_age is None else repr(max_age), step])
+
+
+def trim_dead(client: "redis.Redis", scripts: Scripts, queue: str, retention: Retention) -> int:
+    """Trim a queue's dead set to its retention bounds, counting what goes, in bounded steps."""
+    step = trim_step(keys.queue_keys(queue), retention.dead_max_jobs, retention.dead_max_age, counted=True)
+    return drop_dead(client, scripts, step, "trim")
 
 
 def drop_dead(client: "redis.Redis", scripts: Scripts, step: Call, op: str) -> int:

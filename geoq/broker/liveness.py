@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 import redis
 
 from geoq.broker import keys, replies
-from geoq.broker.broker import Retention, drop_dead, trim_step
+from geoq.broker.broker import Retention, trim_dead
 from geoq.broker.errors import redis_errors, translate
 from geoq.broker.scripts import Call, Scripts, run
 from geoq.job import peek_id
@@ -153,15 +153,19 @@ class Registry:
         Each step is one script call that moves the list's tail atomically (REAP_STEP jobs or
         REAP_STEP_BYTES at most), so no call holds Redis for long; steps repeat until the list is
         empty, and the step that finds it empty takes the worker out of the queue's worker set.
-        The list keeps its order at the head of the ready list, as if moved in one go.
+        The list keeps its order at the head of the ready list, as if moved in one go. When any
+        job was dead-lettered, the dead set is then trimmed to its bounds, in bounded steps too.
         """
         total, count = Reaped(), FIRST_REAP_STEP
         while True:
             held, step = self._reap_step(queue, worker_id, count, max_deliveries, retention)
             total = total.then(step)
             if not step.left or not (step.returned or step.buried):
-                return total  # empty; or someone else emptied the tail meanwhile: the next pass goes on
+                break  # empty; or someone else emptied the tail meanwhile: the next pass goes on
             count = _step_size(held)
+        if total.buried:
+            trim_dead(self.client, self.scripts, queue, retention)
+        return total
 
     def _reap_step(self, queue: str, worker_id: str, count: int, max_deliveries: int,
                    retention: Retention) -> tuple[list[bytes], Reaped]:
@@ -173,11 +177,8 @@ class Registry:
         call = Call("reap", (k.processing(worker_id), k.ready, k.dead, k.state, k.workers,
                              *(k.done(i) for i in ids)),
                     [max_deliveries, worker_id, int(retention.keep), len(held), *ids])
-        trim = trim_step(k, retention.dead_max_jobs, retention.dead_max_age, counted=True)
         with redis_errors("reap"):
-            reply, (_, over) = run(self.client, self.scripts, [call, trim])
-        if over:
-            drop_dead(self.client, self.scripts, trim, "trim")
+            (reply,) = run(self.client, self.scripts, [call])
         return held, Reaped(int(reply[0]), tuple(replies.text(t) for t in reply[3:]), int(reply[2]))
 
     def forget(self, worker_id: str) -> None:
@@ -203,5 +204,3 @@ def _described_queues(info: bytes) -> tuple[str, ...]:
     except (ValueError, AttributeError):
         return ()
     return tuple(q for q in queues if keys.is_queue_name(q)) if isinstance(queues, list) else ()
-
-

@@ -1,8 +1,8 @@
 #!lua flags=allow-oom
 -- One bounded step of returning a dead worker's processing list of one queue: the tail's jobs
 -- (at most ARGV[4] of them) go to the head of that queue, counting a delivery on each; a job whose
--- workers have died max_deliveries times goes to the dead set (which trim.lua, in the same round
--- trip, then trims in bounded steps). The caller repeats steps until the list is empty, so no
+-- workers have died max_deliveries times goes to the dead set (which the caller trims afterwards
+-- with trim.lua, in bounded steps). The caller repeats steps until the list is empty, so no
 -- single call holds Redis for long whatever the backlog.
 -- KEYS[1] the dead worker's processing list, KEYS[2] ready list, KEYS[3] dead set,
 -- KEYS[4] state hash, KEYS[5] the queue's worker set,
