@@ -8,11 +8,12 @@ from geoq.client import Client
 from geoq.errors import (BrokerError, ConfigError, Fail, GeoqError, InvalidJob, JobDead, PayloadTooLarge,
                          RedisAuthError, RedisFull, RedisUnavailable, ResultTimeout, Retry)
 from geoq.job import Job, JobStatus
+from geoq.middleware import Middleware, WorkerInfo
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BrokerError", "Client", "ConfigError", "Fail", "GeoqError", "InvalidJob", "Job", "JobDead", "JobStatus",
-    "PayloadTooLarge", "RedisAuthError", "RedisFull", "RedisUnavailable", "ResultTimeout", "Retry",
-    "__version__",
+    "Middleware", "PayloadTooLarge", "RedisAuthError", "RedisFull", "RedisUnavailable", "ResultTimeout", "Retry",
+    "WorkerInfo", "__version__",
 ]
