@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 from geoq import job as jobs
+from geoq import plugins
 from geoq.broker.broker import Broker, NewJob, Placement
 from geoq.broker.clock import RedisClock
 from geoq.broker.connection import connect, renew
@@ -15,6 +16,7 @@ from geoq.broker.retry import read_patience, retry_read
 from geoq.config import Config, default_config, load_config
 from geoq.errors import InvalidJob, JobDead, ResultTimeout
 from geoq.job import Job, JobStatus
+from geoq.middleware import Chain, Middleware
 
 T = TypeVar("T")
 
@@ -33,10 +35,12 @@ class Client:
     """Enqueue jobs and read their status and results.
 
     ``Client("redis://host:6379/0")`` or ``Client.from_config("config/prod.yaml")``.
-    Thread-safe: it holds only a bounded redis-py connection pool.
+    Thread-safe: it holds only a bounded redis-py connection pool. Each job passes through
+    `middleware`'s before_enqueue hooks, in order, before it is encoded.
     """
 
-    def __init__(self, url: str | None = None, *, config: Config | None = None) -> None:
+    def __init__(self, url: str | None = None, *, config: Config | None = None,
+                 middleware: Sequence[Middleware] = ()) -> None:
         self.config = config if config is not None else default_config(url=url or "redis://127.0.0.1:6379/0")
         if url is not None and config is not None:
             raise TypeError("give a url or a config, not both")
@@ -44,10 +48,13 @@ class Client:
         self.broker = Broker(self._redis)
         self.clock = RedisClock()   # enqueue times are Redis's: synced on first use, then each minute
         self._patience = read_patience(self.config.redis)  # seconds a read waits through a failover
+        self.middleware = Chain(middleware)
 
     @classmethod
-    def from_config(cls, path: str) -> "Client":
-        return cls(config=load_config(path, producer=True))
+    def from_config(cls, path: str, *, middleware: Sequence[Middleware] = ()) -> "Client":
+        """A client of the file's Redis and routes, with the file's middleware, then `middleware`."""
+        config = load_config(path, producer=True)
+        return cls(config=config, middleware=[*plugins.middleware(config), *middleware])
 
     def close(self) -> None:
         self._redis.close()
@@ -106,7 +113,7 @@ class Client:
         job = Job(id=jobs.check_id(id) if id is not None else jobs.new_id(queue), type=type, queue=queue,
                   payload=payload, enqueued_at=now, max_retries=_non_negative("max_retries", max_retries),
                   timeout=_positive("timeout", timeout), due_at=due_at)
-        return _Request(job, placement)
+        return _Request(self.middleware.before_enqueue(job), placement)
 
     def _store(self, requests: Sequence[_Request]) -> list[Job]:
         limit = self.config.worker.max_payload

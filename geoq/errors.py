@@ -6,6 +6,7 @@
     ├── InvalidJob             a job that cannot be built or decoded (bad id, not JSON, ...)
     ├── ResultTimeout          Client.result() waited longer than its timeout
     ├── JobDead                Client.result() for a job that ended in the dead list
+    ├── JobTimeout             a run passed its timeout (what the outcome sees; the handler saw gevent's Timeout)
     ├── BrokerError            Redis failed us (translated from redis-py at the broker edge)
     │   ├── RedisUnavailable   refused, unreachable, timed out (CLI exit 3)
     │   ├── RedisAuthError     authentication, ACL or certificate failure (CLI exit 2)
@@ -55,6 +56,16 @@ class JobDead(GeoqError):
         self.job_id = job_id
         self.reason = reason
         self.error = error
+
+
+class JobTimeout(GeoqError):
+    """A run went past its timeout. The executor's timer interrupts the handler with gevent's
+    Timeout (a BaseException, so a handler's `except Exception` cannot swallow it) and hands
+    this to the pure outcome rule instead, so that rule needs no gevent."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"handler ran past its timeout of {seconds:g}s")
+        self.seconds = seconds
 
 
 class BrokerError(GeoqError):

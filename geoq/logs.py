@@ -1,4 +1,6 @@
-"""Logging set-up for entry points (the library itself only logs), and the one line per job outcome.
+"""Logging set-up for entry points (the library itself only logs), and JobLog: the one line per job outcome.
+
+JobLog is a middleware (geoq.middleware): the worker knows nothing of logging lines per job.
 
 Plain lines read ``TIME LEVEL LOGGER: MESSAGE``; JSON lines are one object
 each with ``ts, time, level, logger, msg`` and, for job lines, the job's
@@ -19,11 +21,13 @@ from typing import Any
 
 from geoq.config import LoggingConfig
 from geoq.job import Job
+from geoq.middleware import Middleware
+from geoq.outcome import DEAD, INTERRUPTED, RETRY, Outcome
 
 FIELDS = "geoq"          # the LogRecord attribute holding a line's structured fields
 ERROR_CHARS = 500        # an error message is cut to this, so a line stays a line
 OUTCOME_LEVELS = {"succeeded": logging.INFO, "retried": logging.INFO, "dead": logging.ERROR}
-_OUTCOME_NAMES = {"Succeeded": "succeeded", "RetryAt": "retried", "Dead": "dead"}
+JOB_LOGGER = "geoq.worker.executor"   # the logger job lines have always come from, which filters name
 
 
 class JsonFormatter(logging.Formatter):
@@ -53,40 +57,56 @@ def configure(cfg: LoggingConfig, stream: object = None) -> None:
     root.setLevel(cfg.level.upper())
 
 
-def log_outcome(logger: logging.Logger, job: Job, outcome: object, duration: float) -> None:
+class JobLog(Middleware):
+    """geoq's job log lines: one record per finished run (see log_outcome), and a warning for each
+    job buried as fetched (undecodable, not a job, unknown type, oversize). An interrupted run
+    logs nothing here: the worker's stop says how many it interrupted."""
+
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        self.log = logger or logging.getLogger(JOB_LOGGER)
+
+    def after_run(self, job: Job, outcome: Outcome) -> None:
+        if outcome.state == INTERRUPTED:
+            return
+        if outcome.ran:
+            log_outcome(self.log, job, outcome)
+        else:
+            self.log.warning("job %s of type %s in queue %s is dead: %s: %s", job.id, job.type, job.queue,
+                             outcome.reason, outcome.error)
+
+
+def log_outcome(logger: logging.Logger, job: Job, outcome: Outcome) -> None:
     """One record for a finished run: succeeded and retried at INFO, dead at ERROR with its traceback.
 
-    `outcome` is a geoq.outcome Succeeded, RetryAt or Dead (read by name, so this
-    module needs no gevent). Its result is not logged; neither is the payload.
+    Its result is not logged; neither is the payload.
     """
-    name = _OUTCOME_NAMES.get(type(outcome).__name__, type(outcome).__name__.lower())
+    name = outcome.label
     level = OUTCOME_LEVELS.get(name, logging.INFO)
     if not logger.isEnabledFor(level):
         return  # the common case at level warning: build nothing
     fields: dict[str, Any] = {"id": job.id, "type": job.type, "queue": job.queue, "attempt": job.attempt,
-                              "duration": round(duration, 6), "outcome": name}
+                              "duration": round(outcome.duration, 6), "outcome": name}
     where, line, func, _ = logger.findCaller(stacklevel=2)  # as logger.log would: the caller's place
     record = logger.makeRecord(logger.name, level, where, line, "job %s %s queue=%s attempt=%d %s in %.3fs%s",
-                               (job.id, job.type, job.queue, job.attempt, name, duration, _why(outcome, fields)),
-                               None, func, {FIELDS: fields})
-    if name == "dead":
+                               (job.id, job.type, job.queue, job.attempt, name, outcome.duration,
+                                _why(outcome, fields)), None, func, {FIELDS: fields})
+    if outcome.state == DEAD:
         # The text already formatted (trimmed and bounded), where formatters look for a cached exception.
-        record.exc_text = getattr(outcome, "traceback", None)
+        record.exc_text = outcome.traceback
     logger.handle(record)
 
 
-def _why(outcome: object, fields: dict[str, Any]) -> str:
+def _why(outcome: Outcome, fields: dict[str, Any]) -> str:
     """The message's tail (delay or reason, then the error); adds those to `fields` too."""
     why = ""
-    if fields["outcome"] == "retried":
-        fields["delay"] = round(float(getattr(outcome, "delay", 0.0)), 3)
+    if outcome.state == RETRY:
+        fields["delay"] = round(outcome.delay or 0.0, 3)
         why = f", retry in {fields['delay']:.1f}s"
-    elif fields["outcome"] == "dead":
-        fields["reason"] = str(getattr(outcome, "reason", ""))
+    elif outcome.state == DEAD:
+        fields["reason"] = outcome.reason or ""
         why = f" ({fields['reason']})"
-    error = getattr(outcome, "error", None)
-    if error:
-        fields["error"] = one_line(str(error))
+    if outcome.error:
+        fields["error"] = one_line(outcome.error)
         why += f": {fields['error']}"
     return why
 

@@ -217,6 +217,9 @@ class Chain:
                 log.error("middleware %s.hook_failed raised: %s", type(getattr(report, "__self__", report)).__name__, e)
 
 
+NO_EVENTS = Chain()   # the default of every component that reports to middleware: nobody listens
+
+
 def chain(middleware: Sequence[Middleware] | Chain | None) -> Chain:
     """A Chain of `middleware` (an existing Chain is returned as it is)."""
     if isinstance(middleware, Chain):

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from geoq.config import BackoffConfig, Config, RouteConfig
+from geoq import plugins
+from geoq.config import Config, RouteConfig
 from geoq.errors import ConfigError
 from geoq.job import Job
+from geoq.outcome import RetryPolicy
 
 Handler = Callable[[Job], Any]
 
@@ -22,8 +23,7 @@ class Route:
     queue: str
     handler: Handler
     timeout: float
-    max_retries: int
-    backoff: BackoffConfig
+    retry: RetryPolicy
     options: Mapping[str, Any]
 
 
@@ -51,33 +51,14 @@ def build_router(config: Config) -> Router:
 
 
 def _build_route(path: str, rc: RouteConfig) -> Route:
-    target = _import(path, rc)
-    handler: Handler
-    if inspect.isclass(target):
-        try:  # a class is built once per route with the route's options, and validates them
-            built = target(**dict(rc.options))
-        except Exception as e:
-            raise ConfigError(f"{path}: routes.{rc.type}.options: {rc.handler} rejected its options: {e}") from e
-        if not callable(built):
-            raise ConfigError(f"{path}: routes.{rc.type}.handler: {rc.handler} instances are not callable")
-        handler = built
-    elif callable(target):
-        handler = target
-    else:
-        raise ConfigError(f"{path}: routes.{rc.type}.handler: expected a function or class, "
-                          f"got {type(target).__name__} at {rc.handler}")
+    where = f"{path}: routes.{rc.type}.handler"
+    target = plugins.load(rc.handler, where)
+    if not inspect.isclass(target) and not callable(target):
+        raise ConfigError(f"{where}: expected a function or class, got {type(target).__name__} at {rc.handler}")
+    handler = plugins.build(target, rc.handler, {} if not inspect.isclass(target) else rc.options,
+                            f"{path}: routes.{rc.type}.options")
+    if not callable(handler):
+        raise ConfigError(f"{where}: {rc.handler} instances are not callable")
+    b = rc.backoff
     return Route(type=rc.type, queue=rc.queue, handler=handler, timeout=rc.timeout,
-                 max_retries=rc.max_retries, backoff=rc.backoff, options=rc.options)
-
-
-def _import(path: str, rc: RouteConfig) -> Any:
-    module_name, _, attr = rc.handler.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as e:  # any import-time failure of user code is a start-up config error
-        raise ConfigError(f"{path}: routes.{rc.type}.handler: cannot import module {module_name!r}: "
-                          f"{type(e).__name__}: {e}") from e
-    try:
-        return getattr(module, attr)
-    except AttributeError as e:
-        raise ConfigError(f"{path}: routes.{rc.type}.handler: module {module_name!r} has no attribute {attr!r}") from e
+                 retry=RetryPolicy(rc.max_retries, b.base, b.max, b.jitter), options=rc.options)

@@ -424,6 +424,34 @@ class ResultsConfig:
     keep: float = key(86400.0, duration(positive=False), "how long status and results are kept; 0 = not stored")
 
 
+@dataclass(frozen=True, slots=True)
+class MiddlewareConfig:
+    """One entry of the `middleware:` list: what to import and the options a class is built with."""
+
+    handler: str
+    options: Mapping[str, Any]
+
+
+def middleware(value: Any) -> tuple[MiddlewareConfig, ...]:
+    """A list of "pkg.module:attr" or {handler: pkg.module:attr, options: {...}}, run in this order."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise Invalid(MIDDLEWARE_FORM)
+    return tuple(_middleware_entry(item) for item in value)
+
+
+MIDDLEWARE_FORM = "a list of pkg.module:attr or {handler: pkg.module:attr, options: {...}}"
+
+
+def _middleware_entry(item: Any) -> MiddlewareConfig:
+    if not isinstance(item, dict):
+        return MiddlewareConfig(handler(item), MappingProxyType({}))
+    if "handler" not in item or not set(item) <= {"handler", "options"}:
+        raise Invalid(MIDDLEWARE_FORM, got=f"an entry with keys {', '.join(map(str, item))}")
+    return MiddlewareConfig(handler(item["handler"]), options(item.get("options")))
+
+
 def _no_routes() -> Mapping[str, RouteConfig]:
     return MappingProxyType({})
 
@@ -439,6 +467,8 @@ class Config:
     logging: LoggingConfig = section(LoggingConfig, "logging")
     metrics: MetricsConfig = section(MetricsConfig, "the Prometheus endpoint")
     results: ResultsConfig = section(ResultsConfig, "job status and results")
+    middleware: tuple[MiddlewareConfig, ...] = key((), middleware, "run around every job, in this order: "
+                                                   "pkg.module:attr or {handler: pkg.module:attr, options: {...}}")
     routes: Mapping[str, RouteConfig] = field(
         default_factory=_no_routes, metadata={"routes": RouteConfig, "doc": "job type -> route"})
 

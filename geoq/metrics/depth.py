@@ -32,11 +32,11 @@ class DepthCollector(Collector):
     """
 
     def __init__(self, broker: Broker | None, queues: Sequence[str], *, timeout: float = 1.0,
-                 on_error: Callable[[str], None] | None = None) -> None:
+                 on_error: Callable[[str], None]) -> None:
         self.broker = broker
         self.queues = list(queues)
         self.timeout = timeout
-        self.on_error = on_error or (lambda op: None)
+        self.on_error = on_error   # counts a failed scrape
         self._failing = False
 
     def describe(self) -> Iterator[GaugeMetricFamily]:

@@ -1,5 +1,8 @@
 """Every metric of the worker, in a registry of its own (never prometheus_client's global one).
 
+Metrics is a middleware (geoq.middleware): the worker knows nothing of it, and it
+learns everything it counts through the hooks every middleware can override.
+
 Label values are bounded by the config: a job type that is not a configured
 route and a queue the config does not name are both counted as ``_unknown``,
 so a producer writing junk cannot grow the number of series. Redis operation
@@ -10,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -18,16 +21,16 @@ from geoq.config import Config
 from geoq.job import Job
 from geoq.metrics.depth import DepthCollector
 from geoq.metrics.tallies import CounterFamily, HistogramFamily
+from geoq.middleware import HOOKS, Middleware, WorkerInfo
+from geoq.outcome import INTERRUPTED, Outcome
 
 if TYPE_CHECKING:
     from geoq.broker.broker import Broker
-    from geoq.worker.executor import Prepared
-    from geoq.worker.worker import Hooks
 
 log = logging.getLogger(__name__)
 
 UNKNOWN = "_unknown"
-OUTCOMES: Mapping[str, str] = {"Succeeded": "succeeded", "RetryAt": "retried", "Dead": "dead"}
+OUTCOMES = ("succeeded", "retried", "dead")   # Outcome.label of every run counted (an interrupted one is not)
 # Operations the worker reports Redis errors under; pre-set to 0 so rate() works from the first scrape.
 REDIS_OPS = ("fetch", "settle", "promote", "heartbeat", "scrape", "ping")
 
@@ -37,11 +40,15 @@ WAIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 
 
-class Metrics:
+def _nothing_in_flight() -> int:
+    return 0
+
+
+class Metrics(Middleware):
     """The worker's metrics. `routes` maps each configured job type to its route's queue.
 
     `in_flight` is read at scrape time; `pool_size` is the greenlet pool's bound.
-    Both can be given later with track(), since the pool is built after the hooks.
+    worker_started gives both (and Redis's clock, for wait times) from each worker it serves.
     """
 
     def __init__(self, routes: Mapping[str, str], queues: Iterable[str], *,
@@ -50,7 +57,8 @@ class Metrics:
         self.types = frozenset(routes)
         self.queues = tuple(dict.fromkeys([*queues, *routes.values()]))
         self._known_queues = frozenset(self.queues)
-        self._in_flight: Callable[[], int] = in_flight or (lambda: 0)
+        self._in_flight: Callable[[], int] = in_flight or _nothing_in_flight
+        self._now: Callable[[], float] = time.time   # until a worker gives its Redis-synced clock
         # Depths first: a scrape's own Redis error is then counted before the error counter is read.
         self.depth = DepthCollector(None, self.queues, on_error=self.redis_error)
         self.registry.register(self.depth)
@@ -86,21 +94,25 @@ class Metrics:
                                     ["op"], registry=r)
         self.hub_blocked = Counter("geoq_hub_blocked_seconds", "Time the gevent hub was blocked by one greenlet",
                                    registry=r)
-        self.reaped = Counter("geoq_reaped_jobs", "Jobs this worker returned from dead workers to their queues",
+        self.reaped_jobs = Counter("geoq_reaped_jobs", "Jobs this worker returned from dead workers to their queues",
                               registry=r)
-        self.fenced = Counter("geoq_fenced_outcomes", "Outcomes dropped because the job was no longer this "
+        self.fenced_outcomes = Counter("geoq_fenced_outcomes", "Outcomes dropped because the job was no longer this "
                               "worker's (reaped or handed back meanwhile)", registry=r)
+        self.middleware_errors = Counter("geoq_middleware_errors", "Middleware hooks that raised (ignored), by hook",
+                                         ["hook"], registry=r)
 
     def _preset(self, routes: Mapping[str, str]) -> None:
         """Create the expected series at 0, so the first increment shows up in rate() and increase()."""
         for job_type, queue in routes.items():
-            for outcome in OUTCOMES.values():
+            for outcome in OUTCOMES:
                 self.jobs.labels(job_type, queue, outcome)
             self.duration.labels(job_type, queue)
         for queue in self.queues:
             self.wait.labels(queue)
         for op in REDIS_OPS:
             self.redis_errors.labels(op)
+        for hook in HOOKS:
+            self.middleware_errors.labels(hook)
 
     # -- wiring --------------------------------------------------------------------------------
 
@@ -110,41 +122,50 @@ class Metrics:
         if pool_size is not None:
             self.pool_size.set(pool_size)
 
-    def hooks(self) -> "Hooks":
-        """The worker's Hooks, every one of them counting here."""
-        from geoq.worker.worker import Hooks  # the worker does not depend on metrics; only this call does
-
-        return Hooks(on_redis_error=self.redis_error, on_batch=self.batch, on_start=self.start,
-                     on_outcome=self.outcome, on_fenced=self.fenced_outcomes, on_reaped=self.reaped_jobs,
-                     on_buried=self.dead_on_arrival)
-
     def watch_depths(self, broker: "Broker", *, timeout: float = 1.0) -> None:
         """Report geoq_queue_depth, read from Redis through `broker` at each scrape (none until then)."""
         self.depth.broker, self.depth.timeout = broker, timeout
 
-    # -- counting ------------------------------------------------------------------------------
+    # -- counting: the middleware hooks ---------------------------------------------------------
 
-    def start(self, prepared: "Prepared") -> None:
-        """A fetched job is dispatched: it starts running, or it is buried at once (no route)."""
-        if prepared.route is None:
-            self.dead_on_arrival(prepared.queue, prepared.job.type if prepared.job is not None else None)
-        elif prepared.job is not None:
-            self.observe_start(prepared.job, prepared.at)   # both times Redis's: no host's clock error
+    def worker_started(self, worker: WorkerInfo) -> None:
+        """Read in-flight jobs, the pool's size and Redis's time from this worker from now on."""
+        self.track(worker.in_flight, worker.concurrency)
+        self._now = worker.now
 
-    def outcome(self, job: Job, route: Any, outcome_name: str, duration: float) -> None:
-        """One finished run: on_outcome(job, route, "Succeeded" | "RetryAt" | "Dead", seconds)."""
-        outcome = OUTCOMES.get(outcome_name)
-        if outcome is None:
-            log.error("metrics: unknown outcome %r of job %s not counted", outcome_name, job.id)
-            return
+    def before_run(self, job: Job) -> None:
+        self.observe_start(job, self._now())   # both times Redis's: no host's clock error
+
+    def after_run(self, job: Job, outcome: Outcome) -> None:
+        """One delivery ended: a run (its duration observed too) or a burial as fetched."""
+        if outcome.state == INTERRUPTED:
+            return  # not an outcome of the job: it is back in its queue
         job_type, queue = self.type_label(job.type), self.queue_label(job.queue)
-        self.jobs.labels(job_type, queue, outcome).inc()
-        self.duration.labels(job_type, queue).observe(max(0.0, duration))
+        self.jobs.labels(job_type, queue, outcome.label).inc()
+        if outcome.ran:
+            self.duration.labels(job_type, queue).observe(max(0.0, outcome.duration))
 
-    def dead_on_arrival(self, queue: str, job_type: str | None) -> None:
-        """A job buried without a run of its own ending: undecodable, not a job, unknown type, oversize,
-        or dead after max_deliveries worker deaths (counted by the reaper that buried it)."""
+    def buried(self, queue: str, job_type: str | None) -> None:
+        """A dead worker's job buried by this worker's reaper after max_deliveries: no run of it ended."""
         self.jobs.labels(self.type_label(job_type), self.queue_label(queue), "dead").inc()
+
+    def fetched(self, count: int) -> None:
+        self.fetch_batch.observe(count)
+
+    def redis_error(self, op: str) -> None:
+        self.redis_errors.labels(op).inc()
+
+    def fenced(self, count: int) -> None:
+        self.fenced_outcomes.inc(count)
+
+    def reaped(self, count: int) -> None:
+        self.reaped_jobs.inc(count)
+
+    def hook_failed(self, hook: str, error: BaseException) -> None:
+        self.middleware_errors.labels(hook).inc()
+
+    def blocked(self, seconds: float) -> None:
+        self.hub_blocked.inc(max(0.0, seconds))
 
     def observe_start(self, job: Job, now: float | None = None) -> None:
         """A run starts: its wait since the job could first run (enqueue, or due time when delayed or retried)."""
@@ -152,21 +173,6 @@ class Metrics:
             return
         waited = (time.time() if now is None else now) - job.ready_at
         self.wait.labels(self.queue_label(job.queue)).observe(max(0.0, waited))  # producers' clocks may run ahead
-
-    def batch(self, n: int) -> None:
-        self.fetch_batch.observe(n)
-
-    def redis_error(self, op: str) -> None:
-        self.redis_errors.labels(op).inc()
-
-    def fenced_outcomes(self, n: int) -> None:
-        self.fenced.inc(n)
-
-    def reaped_jobs(self, n: int) -> None:
-        self.reaped.inc(n)
-
-    def blocked(self, seconds: float) -> None:
-        self.hub_blocked.inc(max(0.0, seconds))
 
     # -- labels --------------------------------------------------------------------------------
 

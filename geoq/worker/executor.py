@@ -1,9 +1,13 @@
-"""One job's run: decode, route, run under a Timeout, classify, hand the settlement on."""
+"""One job's run: decode, route, run under a Timeout, classify, hand the settlement on, tell the middleware.
+
+Every delivery this executor takes gets exactly one after_run: a run that ends,
+a job buried as fetched (its Outcome says it never ran), and a run a stop
+interrupts (state "interrupted": the job goes back to its queue, the run does not count).
+"""
 
 from __future__ import annotations
 
 import json
-import logging
 import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable
@@ -11,14 +15,13 @@ from typing import Any, Callable
 import gevent
 
 from geoq import job as jobs
-from geoq import logs, tracebacks
+from geoq import tracebacks
 from geoq.broker.broker import Ack, Bury, RetryLater
-from geoq.errors import InvalidJob
+from geoq.errors import InvalidJob, JobTimeout
 from geoq.job import Job
-from geoq.outcome import Dead, RetryAt, Succeeded, classify
+from geoq.middleware import NO_EVENTS, Chain
+from geoq.outcome import DEAD, INTERRUPTED, RETRY, SUCCEEDED, Outcome, classify
 from geoq.routing import Route, Router
-
-log = logging.getLogger(__name__)
 
 Settle = Callable[[str, Any], None]  # (queue, Ack | RetryLater | Bury)
 
@@ -32,21 +35,20 @@ class Prepared:
     job: Job | None
     route: Route | None
     burial: Bury | None = None
-    at: float | None = None   # Redis time when it was prepared, just before it starts (None: unknown)
+    verdict: Outcome | None = None   # a burial's outcome, for the middleware
 
 
 class Executor:
     """Runs prepared jobs and reports each outcome to `settle` (the Settler's put)."""
 
     def __init__(self, router: Router, settle: Settle, *, max_payload: int, keep: float,
-                 clock: Callable[[], float],
-                 observe: Callable[[Job, Route, str, float], None] | None = None) -> None:
+                 clock: Callable[[], float], events: Chain = NO_EVENTS) -> None:
         self.router = router
         self.clock = clock   # Redis's time (RedisClock.now): history, due and death times are stored
         self.settle = settle
         self.max_payload = max_payload
         self.keep = keep
-        self.observe = observe
+        self.events = events
 
     def prepare(self, queue: str, envelope: bytes) -> Prepared:
         """Decode and route; bad input becomes a burial with its reason instead of an error."""
@@ -61,7 +63,7 @@ class Executor:
             return self._reject(queue, envelope, None, getattr(e, "reason", "not_a_job"), str(e))
         if route is None:  # never runs: its attempt stays the runs it made
             return self._reject(queue, envelope, job, "unknown_type", f"no route for job type {job.type!r}")
-        return Prepared(queue, envelope, job, route, at=self.clock())
+        return Prepared(queue, envelope, job, route)
 
     def running_state(self, p: Prepared) -> tuple[str, str]:
         assert p.job is not None
@@ -71,29 +73,46 @@ class Executor:
         """Run one prepared job to its settlement. Never raises for the job's own failures."""
         if p.burial is not None:
             self.settle(p.queue, p.burial)
+            assert p.verdict is not None
+            self.events.after_run(p.job or _unreadable(p), p.verdict)
             return
         job, route = p.job, p.route
         assert job is not None and route is not None
         started = time.monotonic()
-        error, result = self._call(job, route)
+        try:
+            error, result = self._call(job, route)
+        except BaseException:  # killed by a stop (GreenletExit, the stop's deadline): it goes back
+            self.events.after_run(job, Outcome(INTERRUPTED, duration=time.monotonic() - started))
+            raise
+        outcome, done = self._judge(job, route, error, result)
+        outcome = replace(outcome, duration=time.monotonic() - started)
+        self.settle(p.queue, self._settlement(p, job, outcome, done))
+        self.events.after_run(job, outcome)
+
+    def _judge(self, job: Job, route: Route, error: BaseException | None, result: Any) -> tuple[Outcome, bytes]:
+        """The run's Outcome, and the done record a success leaves (b"" when results are not kept);
+        a result that cannot be stored is the handler's failure."""
         done = b""
         if error is None and self.keep > 0:
             try:
                 done = jobs.encode_done("succeeded", job.attempt, job.last_error, result, None, job.type)
-            except (TypeError, ValueError) as e:  # an unstorable result is the handler's failure
+            except (TypeError, ValueError) as e:
                 error, result = InvalidJob(f"handler returned a result that is not JSON: {e}"), None
-        trace = None if error is None else tracebacks.format_failure(error)
-        outcome = classify(job, route, error, result, traceback=trace)
-        duration = time.monotonic() - started
-        self.settle(p.queue, self._settlement(p, job, outcome, done))
-        if self.observe is not None:
-            self.observe(job, route, type(outcome).__name__, duration)
-        logs.log_outcome(log, job, outcome, duration)
+        if error is None:
+            return classify(job, route.retry, None, result), done
+        trace = tracebacks.format_failure(error)  # a timeout's shows where the handler was
+        if isinstance(error, gevent.Timeout):
+            judged: BaseException = JobTimeout(job.timeout or route.timeout)
+            judged.__cause__ = error
+            error = judged
+        return classify(job, route.retry, error, traceback=trace), done
 
     def _call(self, job: Job, route: Route) -> tuple[BaseException | None, Any]:
+        """The handler's result or exception; the middleware's before_run runs under the same timer."""
         timer = gevent.Timeout(job.timeout or route.timeout)
         timer.start()
         try:
+            self.events.before_run(job)
             return None, route.handler(job)
         except gevent.Timeout as t:
             if t is not timer:
@@ -104,23 +123,24 @@ class Executor:
         finally:
             timer.close()
 
-    def _settlement(self, p: Prepared, job: Job, outcome: Any, done: bytes) -> Ack | RetryLater | Bury:
-        if isinstance(outcome, Succeeded):
+    def _settlement(self, p: Prepared, job: Job, outcome: Outcome, done: bytes) -> Ack | RetryLater | Bury:
+        if outcome.state == SUCCEEDED:
             return Ack(p.envelope, job.id, done)
+        error = outcome.error or ""
         now = self.clock()
-        history = job.history + ((round(now, 3), outcome.error),)
-        if isinstance(outcome, RetryAt):
-            again = replace(job, history=history, due_at=now + outcome.delay)
-            return RetryLater(p.envelope, jobs.encode(again, 2 ** 31), outcome.delay, job.id, job.attempt,
-                              jobs.state_detail(outcome.error, outcome.traceback))
-        assert isinstance(outcome, Dead)
-        return self._burial(p.queue, p.envelope, replace(job, history=history), outcome.reason, outcome.error,
+        history = job.history + ((round(now, 3), error),)
+        if outcome.state == RETRY:
+            delay = outcome.delay or 0.0
+            again = replace(job, history=history, due_at=now + delay)
+            return RetryLater(p.envelope, jobs.encode(again, 2 ** 31), delay, job.id, job.attempt,
+                              jobs.state_detail(error, outcome.traceback))
+        assert outcome.state == DEAD
+        return self._burial(p.queue, p.envelope, replace(job, history=history), outcome.reason or "", error,
                             outcome.traceback)
 
     def _reject(self, queue: str, envelope: bytes, job: Job | None, reason: str, error: str) -> Prepared:
-        log.warning("job %s of type %s in queue %s is dead: %s: %s",
-                    job.id if job else jobs.peek_id(envelope) or "?", job.type if job else "?", queue, reason, error)
-        return Prepared(queue, envelope, job, None, self._burial(queue, envelope, job, reason, error))
+        return Prepared(queue, envelope, job, None, self._burial(queue, envelope, job, reason, error),
+                        Outcome(DEAD, error, reason=reason))
 
     def _burial(self, queue: str, envelope: bytes, job: Job | None, reason: str, error: str,
                 traceback: str | None = None) -> Bury:
@@ -129,6 +149,11 @@ class Executor:
         record = dead_record(queue, job, job_id, reason, error, self.clock(), traceback)
         done = jobs.encode_done("dead", attempts, error, None, reason, job.type if job else None, traceback)
         return Bury(envelope, record, jobs.is_utf8(envelope), job_id, done)
+
+
+def _unreadable(p: Prepared) -> Job:
+    """What is known of a job buried because it could not be read: its id, if the bytes show one."""
+    return Job(id=jobs.peek_id(p.envelope) or "?", type="?", queue=p.queue, payload=None)
 
 
 def dead_record(queue: str, job: Job | None, job_id: str, reason: str, error: str, died_at: float,

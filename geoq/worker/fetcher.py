@@ -23,6 +23,7 @@ from gevent.pool import Pool
 
 from geoq.broker.broker import Broker
 from geoq.errors import BrokerError
+from geoq.middleware import NO_EVENTS, Chain
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +38,12 @@ class Fetcher:
 
     def __init__(self, broker: Broker, blocking: "redis.Redis", worker_id: str, queues: Sequence[str],
                  weights: Sequence[float] | None, pool: Pool, dispatch: Dispatch, *, batch: int,
-                 block_timeout: float, holding: Holding, on_error: Callable[[str], None] | None = None,
-                 on_batch: Callable[[int], None] | None = None) -> None:
+                 block_timeout: float, holding: Holding, events: Chain = NO_EVENTS) -> None:
         self.broker, self.blocking, self.worker_id = broker, blocking, worker_id
         self.queues, self.weights = list(queues), list(weights) if weights else None
         self.pool, self.dispatch = pool, dispatch
         self.batch, self.block_timeout = batch, block_timeout
-        self.on_error = on_error or (lambda op: None)
-        self.on_batch = on_batch or (lambda n: None)
+        self.on_error, self.on_batch = events.redis_error, events.fetched
         self.stopping = Event()
         self.reserved = 0          # slots promised to waiters still blocked in Redis
         self._waiting: dict[str, gevent.Greenlet] = {}

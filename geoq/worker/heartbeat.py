@@ -30,6 +30,7 @@ from geoq.broker.connection import connect
 from geoq.broker.liveness import Registry
 from geoq.config import Config, connection_split
 from geoq.errors import BrokerError
+from geoq.middleware import NO_EVENTS, Chain
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +47,12 @@ class Heartbeat:
 
     def __init__(self, config: Config, registry: Registry, worker_id: str, queues: Sequence[str], *,
                  in_flight: Callable[[], int], on_fenced: Callable[[], None], clock: RedisClock,
-                 on_error: Callable[[str], None] | None = None) -> None:
+                 events: Chain = NO_EVENTS) -> None:
         self.config, self.registry, self.worker_id = config, registry, worker_id
         self.queues = list(queues)
         self.interval, self.ttl = config.worker.heartbeat, config.worker.dead_after
         self.in_flight, self.on_fenced = in_flight, on_fenced
-        self.on_error = on_error or (lambda op: None)
+        self.on_error = events.redis_error
         self.clock = clock
         self.started_at = 0.0   # Redis time of registration
         self.tick_at = time.monotonic()

@@ -22,10 +22,11 @@ from typing import Callable, NoReturn, Sequence
 import gevent
 from gevent.event import Event
 
-from geoq import logs
+from geoq import logs, plugins
 from geoq.broker import keys
 from geoq.config import Config, connection_split, least_connections, load_config
 from geoq.errors import ConfigError, RedisAuthError
+from geoq.middleware import Chain, Middleware
 from geoq.routing import Router, build_router
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_connections(config)
         logs.configure(config.logging)
         router = build_router(config)
+        middleware = plugins.middleware(config)
     except ConfigError as e:
         print(f"geoq-worker: {e}", file=sys.stderr)
         return EXIT_CONFIG
@@ -129,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return supervise(config, argv)
     if args.child is not None:
         config = for_child(config, args.child)
-    return run_worker(config, router, parent=args.parent)
+    return run_worker(config, router, middleware, parent=args.parent)
 
 
 def supervise(config: Config, argv: Sequence[str]) -> int:
@@ -145,8 +147,11 @@ def supervise(config: Config, argv: Sequence[str]) -> int:
     return Supervisor(command, config.worker.processes).run()
 
 
-def run_worker(config: Config, router: Router, parent: int | None = None) -> int:
-    """Run the worker in this process until it is stopped; `parent`: the pid of a --processes parent."""
+def run_worker(config: Config, router: Router, middleware: Sequence[Middleware] = (),
+               parent: int | None = None) -> int:
+    """Run the worker in this process until it is stopped; `parent`: the pid of a --processes parent.
+
+    geoq's metrics and job log lines are the outermost middleware, then the config's, in order."""
     from geoq.worker.worker import FENCED, Worker  # after the config is known good: nothing connects before
     from geoq.broker.broker import Broker
     from geoq.broker.connection import connect
@@ -160,6 +165,7 @@ def run_worker(config: Config, router: Router, parent: int | None = None) -> int
         print(f"geoq-worker: {e}", file=sys.stderr)
         return EXIT_CONFIG
     install_hubwatch(metrics, threshold=0.1)
+    events = Chain([metrics, logs.JobLog(), *middleware])
     skip_spawn_tracking()
 
     current: list[Worker] = []
@@ -173,9 +179,8 @@ def run_worker(config: Config, router: Router, parent: int | None = None) -> int
     if parent is not None:
         gevent.spawn(watch_parent, parent, stop_for_good)
     while not orphaned.is_set():  # a worker declared dead while stalled starts afresh under a new identity
-        worker = Worker(config, router, metrics.hooks())
+        worker = Worker(config, router, events)
         current[:] = [worker]
-        metrics.track(worker.in_flight)
         for sig in (signal.SIGTERM, signal.SIGINT):
             gevent.signal_handler(sig, worker.signal_stop)
         try:

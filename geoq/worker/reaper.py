@@ -20,6 +20,7 @@ import gevent
 from geoq.broker.broker import Retention
 from geoq.broker.liveness import Reaped, Registry, Survey
 from geoq.errors import BrokerError
+from geoq.middleware import NO_EVENTS, Chain
 
 log = logging.getLogger(__name__)
 
@@ -27,15 +28,11 @@ log = logging.getLogger(__name__)
 class Reaper:
     def __init__(self, registry: Registry, worker_id: str, queues: Sequence[str], *, interval: float,
                  grace: float, max_deliveries: int, retention: Retention,
-                 on_reaped: Callable[[int], None] | None = None,
-                 on_buried: Callable[[str, str | None], None] | None = None,
-                 on_error: Callable[[str], None] | None = None) -> None:
+                 events: Chain = NO_EVENTS) -> None:
         self.registry, self.worker_id, self.queues = registry, worker_id, list(queues)
         self.interval, self.grace = interval, grace
         self.max_deliveries, self.retention = max_deliveries, retention
-        self.on_reaped = on_reaped or (lambda n: None)
-        self.on_buried = on_buried or (lambda queue, job_type: None)
-        self.on_error = on_error or (lambda op: None)
+        self.on_reaped, self.on_buried, self.on_error = events.reaped, events.buried, events.redis_error
         self._silent_since: dict[str, float] = {}
 
     def run(self) -> None:

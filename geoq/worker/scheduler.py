@@ -14,16 +14,17 @@ import gevent
 
 from geoq.broker.broker import Broker
 from geoq.errors import BrokerError
+from geoq.middleware import NO_EVENTS, Chain
 
 log = logging.getLogger(__name__)
 
 
 class Scheduler:
     def __init__(self, broker: Broker, queues: Sequence[str], *, interval: float = 0.2, limit: int = 1000,
-                 on_error: Callable[[str], None] | None = None) -> None:
+                 events: Chain = NO_EVENTS) -> None:
         self.broker, self.queues = broker, list(queues)
         self.interval, self.limit = interval, limit
-        self.on_error = on_error or (lambda op: None)
+        self.on_error = events.redis_error
 
     def run(self) -> None:
         failing = False

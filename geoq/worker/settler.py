@@ -19,25 +19,28 @@ from gevent.queue import Queue
 
 from geoq.broker.broker import Ack, Broker, Bury, Retention, RetryLater, Settlement
 from geoq.errors import BrokerError
+from geoq.middleware import NO_EVENTS, Chain
 
 log = logging.getLogger(__name__)
 
 Outcome = Ack | RetryLater | Bury
 
 
+def _unheld(written: Sequence[tuple[str, bytes]]) -> None:
+    """A settler nobody tracks held envelopes for (tests, tools): nothing to release."""
+
+
 class Settler:
     """The single writer of outcomes for one worker."""
 
     def __init__(self, broker: Broker, worker_id: str, retention: Retention, *, capacity: int,
-                 max_flush: int = 1000, on_written: Callable[[Sequence[tuple[str, bytes]]], None] | None = None,
-                 on_error: Callable[[str], None] | None = None,
-                 on_fenced: Callable[[int], None] | None = None) -> None:
+                 max_flush: int = 1000, on_written: Callable[[Sequence[tuple[str, bytes]]], None] = _unheld,
+                 events: Chain = NO_EVENTS) -> None:
         self.broker, self.worker_id, self.retention = broker, worker_id, retention
         self.queue: Queue = Queue(maxsize=capacity)
         self.max_flush = max_flush
-        self.on_written = on_written or (lambda envelopes: None)
-        self.on_error = on_error or (lambda op: None)
-        self.on_fenced = on_fenced or (lambda n: None)
+        self.on_written = on_written   # the worker's: these envelopes are no longer held
+        self.on_error, self.on_fenced = events.redis_error, events.fenced
         self._idle = Event()
         self._idle.set()
         self.unwritten: Counter[str] = Counter()  # outcomes handed over and not yet written, per queue

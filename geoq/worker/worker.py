@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import Counter
-from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import gevent
 from gevent.event import Event
@@ -18,8 +17,9 @@ from geoq.broker.connection import connect
 from geoq.broker.liveness import Registry
 from geoq.config import Config, connection_split
 from geoq.errors import BrokerError, RedisAuthError
+from geoq.middleware import NO_EVENTS, Chain, WorkerInfo
 from geoq.routing import Router
-from geoq.worker.executor import Executor, Prepared
+from geoq.worker.executor import Executor
 from geoq.worker.fetcher import Fetcher
 from geoq.worker.heartbeat import Heartbeat, new_worker_id
 from geoq.worker.reaper import Reaper
@@ -32,26 +32,13 @@ log = logging.getLogger(__name__)
 STOPPED, FENCED = "stopped", "fenced"
 
 
-@dataclass(frozen=True, slots=True)
-class Hooks:
-    """Where the worker reports what it does (metrics); every hook may be left out."""
-
-    on_redis_error: Callable[[str], None] | None = None
-    on_batch: Callable[[int], None] | None = None
-    on_start: Callable[[Prepared], None] | None = None
-    on_outcome: Callable[..., None] | None = None
-    on_fenced: Callable[[int], None] | None = None
-    on_reaped: Callable[[int], None] | None = None
-    on_buried: Callable[[str, str | None], None] | None = None   # (queue, type): dead after max_deliveries
-
-
 class Worker:
     """One gevent worker. run() returns STOPPED after a stop, FENCED if it was declared dead;
     `report` then says whether the stop left jobs for the reaper."""
 
-    def __init__(self, config: Config, router: Router, hooks: Hooks = Hooks()) -> None:
+    def __init__(self, config: Config, router: Router, events: Chain = NO_EVENTS) -> None:
         w = config.worker
-        self.config, self.router, self.hooks = config, router, hooks
+        self.config, self.router, self.events = config, router, events
         self.queues: Sequence[str] = w.queues
         self.id = new_worker_id()
         split = connection_split(config)  # redis.max_connections shared among the process's pools
@@ -65,21 +52,18 @@ class Worker:
         self.held: dict[str, Counter[bytes]] = {q: Counter() for q in self.queues}
         retention = Retention(config.results.keep, config.dead.max_jobs, config.dead.max_age)
         self.settler = Settler(self.broker, self.id, retention, capacity=w.concurrency + w.fetch_batch,
-                               on_written=self._released, on_error=hooks.on_redis_error,
-                               on_fenced=hooks.on_fenced)
+                               on_written=self._released, events=events)
         self.executor = Executor(router, self.settler.put, max_payload=w.max_payload, keep=config.results.keep,
-                                 clock=self.clock.now, observe=hooks.on_outcome)
+                                 clock=self.clock.now, events=events)
         self.fetcher = Fetcher(self.broker, self.blocking, self.id, self.queues, w.weights, self.pool,
                                self._dispatch, batch=w.fetch_batch, block_timeout=w.block_timeout,
-                               holding=self.held.__getitem__, on_error=hooks.on_redis_error,
-                               on_batch=hooks.on_batch)
-        self.scheduler = Scheduler(self.broker, self.queues, on_error=hooks.on_redis_error)
+                               holding=self.held.__getitem__, events=events)
+        self.scheduler = Scheduler(self.broker, self.queues, events=events)
         self.heartbeat = Heartbeat(config, self.registry, self.id, self.queues, in_flight=self.in_flight,
-                                   on_fenced=self._fenced, clock=self.clock, on_error=hooks.on_redis_error)
+                                   on_fenced=self._fenced, clock=self.clock, events=events)
         self.reaper = Reaper(self.registry, self.id, self.queues, interval=w.heartbeat / 2,
                              grace=w.heartbeat + 1.0, max_deliveries=w.max_deliveries, retention=retention,
-                             on_reaped=hooks.on_reaped, on_buried=hooks.on_buried,
-                             on_error=hooks.on_redis_error)
+                             events=events)
         self.stop_requested = Event()
         self.hurry = Event()
         self.outcome = STOPPED
@@ -89,6 +73,11 @@ class Worker:
 
     def in_flight(self) -> int:
         return len(self.pool)
+
+    @property
+    def info(self) -> WorkerInfo:
+        """This worker as middleware sees it."""
+        return WorkerInfo(self.id, tuple(self.queues), self.pool.size or 0, self.clock.now, self.in_flight)
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -104,6 +93,7 @@ class Worker:
         if not self._wait_for_redis():
             return False
         self.heartbeat.register()
+        self.events.worker_started(self.info)
         self._loops = [gevent.spawn(loop) for loop in (self.settler.run, self.scheduler.run, self.reaper.run)]
         self._loops.append(self.heartbeat.start())
         self._fetch_loop = gevent.spawn(self.fetcher.run)
@@ -142,6 +132,7 @@ class Worker:
         deadline = self.deadline
         self.fetcher.stop()
         self._finish_running(deadline)
+        self.events.worker_stopping(self.info)
         fetch_ended = self._end_fetching(deadline)
         if not self.settler.flush(timeout=deadline.left()):
             log.error("could not write every job outcome before the stop's deadline; those jobs will be "
@@ -194,8 +185,6 @@ class Worker:
         prepared = [self.executor.prepare(queue, e) for e in envelopes]
         self.settler.mark(queue, [self.executor.running_state(p) for p in prepared if p.route is not None])
         for p in prepared:
-            if self.hooks.on_start is not None:
-                self.hooks.on_start(p)
             self.pool.spawn(self.executor.run, p)
 
     def _return_unstarted(self, queue: str, envelopes: list[bytes]) -> None:

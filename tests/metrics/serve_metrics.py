@@ -4,9 +4,9 @@
 
 prints "ready PORT" once /metrics is served, then answers each command with "ok":
 
-    outcome TYPE QUEUE NAME SECONDS    Metrics.outcome (NAME: Succeeded | RetryAt | Dead)
-    doa QUEUE TYPE|-                   Metrics.dead_on_arrival
-    batch N / error OP                 the fetch-batch and Redis-error hooks
+    outcome TYPE QUEUE NAME SECONDS    Metrics.after_run of a run (NAME: Succeeded | RetryAt | Dead)
+    doa QUEUE TYPE|-                   Metrics.after_run of a job buried as fetched (never ran)
+    batch N / error OP                 the fetched and redis_error hooks
     block SECONDS                      a greenlet that holds the hub without yielding
 """
 
@@ -27,6 +27,7 @@ from geoq.broker.connection import connect  # noqa: E402
 from geoq.config import load_config  # noqa: E402
 from geoq.job import Job  # noqa: E402
 from geoq.metrics import Metrics, install_hubwatch, start_metrics  # noqa: E402
+from geoq.outcome import DEAD, RETRY, SUCCEEDED, Outcome  # noqa: E402
 
 
 def spin_without_yielding(seconds: float) -> None:
@@ -36,16 +37,17 @@ def spin_without_yielding(seconds: float) -> None:
 
 
 def handle(metrics: Metrics, words: list[str]) -> None:
-    hooks = metrics.hooks()
     if words[0] == "outcome":
         job = Job(id="j1", type=words[1], queue=words[2], payload=None, attempt=1)
-        hooks.on_outcome(job, None, words[3], float(words[4]))
+        state = {"Succeeded": SUCCEEDED, "RetryAt": RETRY, "Dead": DEAD}[words[3]]
+        metrics.after_run(job, Outcome(state, duration=float(words[4]), reason="fail" if state == DEAD else None))
     elif words[0] == "doa":
-        metrics.dead_on_arrival(words[1], None if words[2] == "-" else words[2])
+        job = Job(id="j1", type="?" if words[2] == "-" else words[2], queue=words[1], payload=None)
+        metrics.after_run(job, Outcome(DEAD, "not a job", reason="not_a_job"))
     elif words[0] == "batch":
-        hooks.on_batch(int(words[1]))
+        metrics.fetched(int(words[1]))
     elif words[0] == "error":
-        hooks.on_redis_error(words[1])
+        metrics.redis_error(words[1])
     elif words[0] == "block":
         gevent.spawn(spin_without_yielding, float(words[1])).join()
         gevent.sleep(0.05)  # the hub's turn: the stall is counted and logged there

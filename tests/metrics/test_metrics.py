@@ -22,8 +22,7 @@ from geoq.broker.liveness import Registry
 from geoq.config import default_config
 from geoq.job import Job
 from geoq.metrics import UNKNOWN, Metrics
-from geoq.outcome import Dead, RetryAt, Succeeded
-from geoq.worker.executor import Prepared
+from geoq.outcome import DEAD, RETRY, SUCCEEDED, Outcome
 from tests.metrics.conftest import families, sample
 from tests.support.keyspace import places
 from tests.support.redis_server import RedisServer
@@ -48,6 +47,7 @@ DESIGNED = {
     "geoq_redis_errors_total": {"op"},
     "geoq_hub_blocked_seconds_total": set(),
     "geoq_reaped_jobs_total": set(),
+    "geoq_middleware_errors_total": {"hook"},
 }
 EXTRA = {"geoq_fenced_outcomes_total": set()}  # not in DESIGN: outcomes of jobs reaped from under us
 
@@ -58,6 +58,16 @@ def scrape(metrics: Metrics) -> str:
 
 def job(job_type: str = "t.ok", queue: str = "default", **kw: object) -> Job:
     return Job(id=f"{queue}:x", type=job_type, queue=queue, payload={"secret": "hunter2"}, **kw)  # type: ignore[arg-type]
+
+
+UNRUN = Outcome(DEAD, "no route for job type", reason="unknown_type")   # buried as fetched: never ran
+
+
+def ended(name: str, duration: float) -> Outcome:
+    """A run's Outcome by the name the tests give it."""
+    state = {"Succeeded": SUCCEEDED, "RetryAt": RETRY, "Dead": DEAD}[name]
+    return Outcome(state, None if state == SUCCEEDED else "RuntimeError: boom", duration=duration,
+                   reason="max_retries" if state == DEAD else None, delay=1.0 if state == RETRY else None)
 
 
 @pytest.fixture
@@ -72,7 +82,7 @@ def broker(redis_url: str) -> Broker:
 
 def test_every_designed_metric_is_exposed_with_exactly_its_labels(metrics: Metrics, broker: Broker) -> None:
     metrics.watch_depths(broker)
-    metrics.hooks().on_batch(3)
+    metrics.fetched(3)
     metrics.observe_start(job(attempt=1, enqueued_at=1.0))
     exposed: dict[str, set[str]] = {}
     for family in families(scrape(metrics)).values():
@@ -84,9 +94,8 @@ def test_every_designed_metric_is_exposed_with_exactly_its_labels(metrics: Metri
 
 def test_the_label_values_are_bounded_by_the_config(metrics: Metrics, broker: Broker) -> None:
     metrics.watch_depths(broker)
-    hooks = metrics.hooks()
     for i in range(50):
-        hooks.on_outcome(job(f"junk.{i}", f"q{i}"), None, "Dead", 0.1)
+        metrics.after_run(job(f"junk.{i}", f"q{i}"), ended("Dead", 0.1))
     values: dict[str, set[str]] = {}
     for family in families(scrape(metrics)).values():
         for s in family.samples:
@@ -100,17 +109,16 @@ def test_the_label_values_are_bounded_by_the_config(metrics: Metrics, broker: Br
 
 def test_the_metrics_live_in_a_registry_of_their_own(metrics: Metrics) -> None:
     other = Metrics(ROUTES, ["default"])  # a second set in the same process does not collide
-    other.hooks().on_outcome(job(), None, "Succeeded", 0.1)
+    other.after_run(job(), ended("Succeeded", 0.1))
     assert not [name for name in REGISTRY._names_to_collectors if name.startswith("geoq")]
     assert sample(scrape(metrics), "geoq_jobs_total", type="t.ok", outcome="succeeded") == 0
     assert sample(scrape(other), "geoq_jobs_total", type="t.ok", outcome="succeeded") == 1
 
 
 def test_each_finished_run_counts_once_under_its_outcome(metrics: Metrics) -> None:
-    hooks = metrics.hooks()
     for name, duration in (("Succeeded", 0.2), ("Succeeded", 0.3), ("RetryAt", 1.0), ("Dead", 2.0)):
-        hooks.on_outcome(job(), None, name, duration)
-    hooks.on_outcome(job("t.bulk", "bulk"), None, "RetryAt", 0.5)
+        metrics.after_run(job(), ended(name, duration))
+    metrics.after_run(job("t.bulk", "bulk"), ended("RetryAt", 0.5))
     text = scrape(metrics)
     assert sample(text, "geoq_jobs_total", type="t.ok", queue="default", outcome="succeeded") == 2
     assert sample(text, "geoq_jobs_total", type="t.ok", queue="default", outcome="retried") == 1
@@ -122,10 +130,10 @@ def test_each_finished_run_counts_once_under_its_outcome(metrics: Metrics) -> No
 
 
 def test_jobs_of_unknown_types_and_queues_count_under_unknown(metrics: Metrics) -> None:
-    metrics.hooks().on_outcome(job("nope", "elsewhere"), None, "Succeeded", 0.1)
-    metrics.dead_on_arrival("default", None)           # undecodable, not a job, oversize
-    metrics.dead_on_arrival("default", "no.such.type")  # unknown_type
-    metrics.dead_on_arrival("bulk", "t.bulk")
+    metrics.after_run(job("nope", "elsewhere"), ended("Succeeded", 0.1))
+    metrics.after_run(job("?", "default"), UNRUN)             # undecodable, not a job, oversize
+    metrics.after_run(job("no.such.type", "default"), UNRUN)  # unknown_type
+    metrics.after_run(job("t.bulk", "bulk"), UNRUN)
     text = scrape(metrics)
     assert sample(text, "geoq_jobs_total", type=UNKNOWN, queue=UNKNOWN, outcome="succeeded") == 1
     assert sample(text, "geoq_jobs_total", type=UNKNOWN, queue="default", outcome="dead") == 2
@@ -133,11 +141,11 @@ def test_jobs_of_unknown_types_and_queues_count_under_unknown(metrics: Metrics) 
 
 
 def test_a_dispatched_job_is_timed_from_enqueue_or_counted_dead_when_it_cannot_run(metrics: Metrics) -> None:
-    on_start = metrics.hooks().on_start
-    on_start(Prepared("default", b"{}", job(attempt=1, enqueued_at=time.time() - 2), route=object()))
-    on_start(Prepared("default", b"\xff", None, None, burial=object()))                    # undecodable
-    on_start(Prepared("bulk", b"{}", job("no.such.type", "bulk"), None, burial=object()))  # unknown type
+    metrics.before_run(job(attempt=1, enqueued_at=time.time() - 2))
+    metrics.after_run(job("?", "default"), UNRUN)              # undecodable
+    metrics.after_run(job("no.such.type", "bulk"), UNRUN)      # unknown type
     text = scrape(metrics)
+    assert sample(text, "geoq_job_duration_seconds_count", type=UNKNOWN, queue="default") is None  # never ran
     assert sample(text, "geoq_job_wait_seconds_count", queue="default") == 1
     assert 1.5 < sample(text, "geoq_job_wait_seconds_sum", queue="default") < 60
     assert sample(text, "geoq_jobs_total", type=UNKNOWN, queue="default", outcome="dead") == 1
@@ -145,13 +153,12 @@ def test_a_dispatched_job_is_timed_from_enqueue_or_counted_dead_when_it_cannot_r
 
 
 def test_the_other_hooks_move_their_counters(metrics: Metrics) -> None:
-    hooks = metrics.hooks()
     for n in (1, 7, 100):
-        hooks.on_batch(n)
+        metrics.fetched(n)
     for op in ("fetch", "fetch", "settle"):
-        hooks.on_redis_error(op)
-    hooks.on_fenced(2)
-    hooks.on_reaped(5)
+        metrics.redis_error(op)
+    metrics.fenced(2)
+    metrics.reaped(5)
     metrics.blocked(1.25)
     text = scrape(metrics)
     assert sample(text, "geoq_fetch_batch_size_count") == 3
@@ -242,9 +249,9 @@ def _outcome_lines(fmt: str) -> list[str]:
     logger.handlers[:], logger.propagate = [handler], False
     logger.setLevel(logging.INFO)
     ran = job(attempt=2, enqueued_at=1.0)
-    logs.log_outcome(logger, ran, Succeeded({"token": "hunter2"}), 0.25)
-    logs.log_outcome(logger, ran, RetryAt(4.0, "RuntimeError: boom\nsecond line"), 0.5)
-    logs.log_outcome(logger, ran, Dead("max_retries", "RuntimeError: boom", TRACE), 1.5)
+    logs.log_outcome(logger, ran, Outcome(SUCCEEDED, result={"token": "hunter2"}, duration=0.25))
+    logs.log_outcome(logger, ran, Outcome(RETRY, "RuntimeError: boom\nsecond line", duration=0.5, delay=4.0))
+    logs.log_outcome(logger, ran, Outcome(DEAD, "RuntimeError: boom", TRACE, duration=1.5, reason="max_retries"))
     return stream.getvalue().splitlines()
 
 
@@ -276,9 +283,8 @@ def test_each_outcome_is_one_json_object_with_the_job_fields_and_no_payload() ->
 
 
 def test_a_job_the_reaper_buries_after_max_deliveries_counts_as_dead_under_its_type(metrics: Metrics) -> None:
-    hooks = metrics.hooks()
-    hooks.on_buried("default", "t.ok")
-    hooks.on_buried("default", None)   # an envelope whose type the reaper could not read
+    metrics.buried("default", "t.ok")
+    metrics.buried("default", None)   # an envelope whose type the reaper could not read
     text = scrape(metrics)
     assert sample(text, "geoq_jobs_total", type="t.ok", queue="default", outcome="dead") == 1
     assert sample(text, "geoq_jobs_total", type=UNKNOWN, queue="default", outcome="dead") == 1

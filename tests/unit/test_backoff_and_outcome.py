@@ -1,19 +1,15 @@
 from types import MappingProxyType
 
-import gevent
 import pytest
 
 from geoq import backoff
-from geoq.config import BackoffConfig
-from geoq.errors import Fail, Retry
+from geoq.errors import Fail, JobTimeout, Retry
 from geoq.job import Job
-from geoq.outcome import Dead, RetryAt, Succeeded, classify
-from geoq.routing import Route
+from geoq.outcome import DEAD, RETRY, SUCCEEDED, Outcome, RetryPolicy, classify
 
 
 def route(max_retries=2):
-    return Route(type="t", queue="default", handler=lambda job: None, timeout=1.0, max_retries=max_retries,
-                 backoff=BackoffConfig(base=1.0, max=10.0, jitter="full"), options=MappingProxyType({}))
+    return RetryPolicy(max_retries, base=1.0, max=10.0, jitter="full")
 
 
 def job(attempt, **kw):
@@ -34,22 +30,23 @@ def test_a_huge_retry_number_does_not_overflow():
 
 
 def test_a_return_value_succeeds():
-    assert classify(job(1), route(), None, {"ok": 1}) == Succeeded({"ok": 1})
+    assert classify(job(1), route(), None, {"ok": 1}) == Outcome(SUCCEEDED, result={"ok": 1})
 
 
 def test_a_raise_is_retried_while_attempt_is_at_most_max_retries():
-    assert isinstance(classify(job(1), route(2), ValueError("x")), RetryAt)
-    assert isinstance(classify(job(2), route(2), ValueError("x")), RetryAt)
-    dead = classify(job(3), route(2), ValueError("x"))
-    assert dead == Dead("max_retries", "ValueError: x")
+    assert classify(job(1), route(2), ValueError("x")).state == RETRY
+    assert classify(job(2), route(2), ValueError("x")).state == RETRY
+    error = ValueError("x")
+    dead = classify(job(3), route(2), error)
+    assert dead == Outcome(DEAD, "ValueError: x", reason="max_retries") and dead.exception is error
 
 
 def test_the_jobs_own_max_retries_wins_over_the_route():
-    assert isinstance(classify(job(1, max_retries=0), route(5), ValueError("x")), Dead)
+    assert classify(job(1, max_retries=0), route(5), ValueError("x")).state == DEAD
 
 
 def test_fail_dead_letters_at_once():
-    assert classify(job(1), route(5), Fail("bad address")) == Dead("fail", "Fail: bad address")
+    assert classify(job(1), route(5), Fail("bad address")) == Outcome(DEAD, "Fail: bad address", reason="fail")
 
 
 def test_retry_chooses_its_own_delay():
@@ -57,8 +54,8 @@ def test_retry_chooses_its_own_delay():
 
 
 def test_a_timeout_is_a_failure_that_is_retried():
-    out = classify(job(1), route(5), gevent.Timeout(1))
-    assert isinstance(out, RetryAt) and out.error.startswith("Timeout")
+    out = classify(job(1), route(5), JobTimeout(1))
+    assert out.state == RETRY and out.error.startswith("Timeout")
 
 
 @pytest.mark.parametrize("attempt,ceiling", [(1, 1.0), (2, 2.0), (3, 4.0), (5, 10.0)])

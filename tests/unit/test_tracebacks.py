@@ -11,7 +11,7 @@ import gevent
 
 from geoq import tracebacks
 from geoq.broker.broker import Bury, RetryLater
-from geoq.config import BackoffConfig
+from geoq.outcome import RetryPolicy
 from geoq.job import Job
 from geoq.routing import Route, Router
 from geoq.worker.executor import Executor, Prepared
@@ -46,8 +46,8 @@ def loud(job: Job) -> None:
 
 def settle_one(handler: Any, max_retries: int = 0, timeout: float = 5.0) -> RetryLater | Bury:
     """Run one job through a real Executor and return the settlement it hands on."""
-    route = Route(type="t", queue="default", handler=handler, timeout=timeout, max_retries=max_retries,
-                  backoff=BackoffConfig(base=1.0, max=1.0, jitter="none"), options=MappingProxyType({}))
+    route = Route(type="t", queue="default", handler=handler, timeout=timeout,
+                  retry=RetryPolicy(max_retries, base=1.0, max=1.0, jitter="none"), options=MappingProxyType({}))
     out: list[Any] = []
     executor = Executor(Router({"t": route}), lambda queue, item: out.append(item), max_payload=2**20, keep=60,
                         clock=time.time)  # a unit test: no Redis, so the host clock stands in
