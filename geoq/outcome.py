@@ -73,23 +73,24 @@ def describe(error: BaseException) -> str:
 
 
 def classify(job: Job, policy: RetryPolicy, error: BaseException | None, result: Any = None,
-             rand: Callable[[], float] | None = None, traceback: str | None = None) -> Outcome:
-    """The Outcome (duration 0: the caller knows it) of run number job.attempt that returned
-    result or raised error.
+             rand: Callable[[], float] | None = None, traceback: str | None = None,
+             duration: float = 0.0) -> Outcome:
+    """The Outcome of run number job.attempt, which returned result or raised error after
+    `duration` seconds (carried, not judged).
 
     A run that raises is retried while attempt <= max_retries (so at most
     max_retries + 1 runs raise); Fail dead-letters at once; Retry chooses its delay.
     `traceback` (the error's, formatted by the caller) rides on a retry or dead outcome.
     """
     if error is None:
-        return Outcome(SUCCEEDED, result=result)
+        return Outcome(SUCCEEDED, result=result, duration=duration)
     if isinstance(error, Fail):
-        return Outcome(DEAD, f"Fail: {error.reason}", traceback, reason="fail", exception=error)
+        return Outcome(DEAD, f"Fail: {error.reason}", traceback, None, duration, "fail", exception=error)
     max_retries = policy.max_retries if job.max_retries is None else job.max_retries
     text = describe(error)
     if job.attempt > max_retries:
-        return Outcome(DEAD, text, traceback, reason="max_retries", exception=error)
-    return Outcome(RETRY, text, traceback, delay=_delay(job, policy, error, rand), exception=error)
+        return Outcome(DEAD, text, traceback, None, duration, "max_retries", exception=error)
+    return Outcome(RETRY, text, traceback, None, duration, delay=_delay(job, policy, error, rand), exception=error)
 
 
 def _delay(job: Job, policy: RetryPolicy, error: BaseException, rand: Callable[[], float] | None) -> float:

@@ -84,12 +84,12 @@ class Executor:
         except BaseException:  # killed by a stop (GreenletExit, the stop's deadline): it goes back
             self.events.after_run(job, Outcome(INTERRUPTED, duration=time.monotonic() - started))
             raise
-        outcome, done = self._judge(job, route, error, result)
-        outcome = replace(outcome, duration=time.monotonic() - started)
+        outcome, done = self._judge(job, route, error, result, time.monotonic() - started)
         self.settle(p.queue, self._settlement(p, job, outcome, done))
         self.events.after_run(job, outcome)
 
-    def _judge(self, job: Job, route: Route, error: BaseException | None, result: Any) -> tuple[Outcome, bytes]:
+    def _judge(self, job: Job, route: Route, error: BaseException | None, result: Any,
+               duration: float) -> tuple[Outcome, bytes]:
         """The run's Outcome, and the done record a success leaves (b"" when results are not kept);
         a result that cannot be stored is the handler's failure."""
         done = b""
@@ -99,13 +99,13 @@ class Executor:
             except (TypeError, ValueError) as e:
                 error, result = InvalidJob(f"handler returned a result that is not JSON: {e}"), None
         if error is None:
-            return classify(job, route.retry, None, result), done
+            return classify(job, route.retry, None, result, duration=duration), done
         trace = tracebacks.format_failure(error)  # a timeout's shows where the handler was
         if isinstance(error, gevent.Timeout):
             judged: BaseException = JobTimeout(job.timeout or route.timeout)
             judged.__cause__ = error
             error = judged
-        return classify(job, route.retry, error, traceback=trace), done
+        return classify(job, route.retry, error, traceback=trace, duration=duration), done
 
     def _call(self, job: Job, route: Route) -> tuple[BaseException | None, Any]:
         """The handler's result or exception; the middleware's before_run runs under the same timer."""
