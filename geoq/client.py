@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 from geoq import job as jobs
+from geoq import records
 from geoq import plugins
 from geoq.broker.broker import Broker, NewJob, Placement
 from geoq.broker.clock import RedisClock
@@ -70,11 +71,12 @@ class Client:
     def enqueue(self, type: str, payload: Any = None, *, queue: str | None = None,
                 delay: float | timedelta | None = None, at: datetime | float | None = None,
                 priority: str | None = None, max_retries: int | None = None,
-                timeout: float | None = None, id: str | None = None) -> Job:
+                timeout: float | None = None, id: str | None = None,
+                meta: Mapping[str, Any] | None = None) -> Job:
         """Store one job and return it. With `id=` of a job still queued, scheduled or running,
-        nothing is stored and that job is returned."""
+        nothing is stored and that job is returned. `meta` travels with the job (Job.meta)."""
         request = self._request(type, payload, queue=queue, delay=delay, at=at, priority=priority,
-                                max_retries=max_retries, timeout=timeout, id=id)
+                                max_retries=max_retries, timeout=timeout, id=id, meta=meta)
         return self._store([request])[0]
 
     def enqueue_many(self, items: Iterable[tuple[str, Any] | tuple[str, Any, Mapping[str, Any]]]) -> list[Job]:
@@ -95,7 +97,8 @@ class Client:
     def _request(self, type: str, payload: Any, *, queue: str | None = None,
                  delay: float | timedelta | None = None, at: datetime | float | None = None,
                  priority: str | None = None, max_retries: int | None = None,
-                 timeout: float | None = None, id: str | None = None) -> _Request:
+                 timeout: float | None = None, id: str | None = None,
+                 meta: Mapping[str, Any] | None = None) -> _Request:
         if not isinstance(type, str) or not type:
             raise InvalidJob(f"job type must be a non-empty string, got {type!r}")
         route = self.config.routes.get(type)
@@ -112,14 +115,14 @@ class Client:
             due_at = round(placement.value or 0.0, 3)
         job = Job(id=jobs.check_id(id) if id is not None else jobs.new_id(queue), type=type, queue=queue,
                   payload=payload, enqueued_at=now, max_retries=_non_negative("max_retries", max_retries),
-                  timeout=_positive("timeout", timeout), due_at=due_at)
+                  timeout=_positive("timeout", timeout), due_at=due_at, meta=_meta(meta))
         return _Request(self.middleware.before_enqueue(job), placement)
 
     def _store(self, requests: Sequence[_Request]) -> list[Job]:
         limit = self.config.worker.max_payload
         batches: dict[str, list[NewJob]] = {}
         for r in requests:  # encode everything first: a bad job raises before anything is written
-            envelope = jobs.encode(r.job, limit)
+            envelope = records.encode(r.job, limit)
             batches.setdefault(r.job.queue, []).append(NewJob(r.job.id, envelope, r.placement))
         stored = {queue: iter(flags) for queue, flags in self.broker.enqueue(batches).items()}
         return [r.job if next(stored[r.job.queue]) else self._live(r.job) for r in requests]
@@ -131,7 +134,7 @@ class Client:
         if envelope is None:
             return asked
         try:
-            return jobs.decode(envelope, asked.queue)
+            return records.decode(envelope, asked.queue)
         except InvalidJob:  # a foreign envelope under our id: the worker will dead-letter it
             return asked
 
@@ -154,9 +157,9 @@ class Client:
         for name in self._queues_for(job_id, queue):
             state, done = self.broker.lookup(name, job_id)
             if state is not None:
-                return jobs.decode_state(job_id, state, self.broker.server_time())
+                return records.decode_state(job_id, state, self.broker.server_time())
             if done is not None:
-                return jobs.decode_done(job_id, done)
+                return records.decode_done(job_id, done)
         return None
 
     def result(self, job_id: str, timeout: float | None = None, *, queue: str | None = None) -> Any:
@@ -216,3 +219,13 @@ def _positive(name: str, value: float | None) -> float | None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
         raise InvalidJob(f"{name} must be a positive number of seconds, got {value!r}")
     return None if value is None else float(value)
+
+
+def _meta(meta: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """A copy of the caller's meta (a later change to their dict must not change the job);
+    records.encode checks its keys, values and size."""
+    if meta is None:
+        return jobs.NO_META
+    if not isinstance(meta, Mapping):
+        raise InvalidJob(f"meta must be a dict of JSON values, got {meta!r:.100}")
+    return dict(meta)

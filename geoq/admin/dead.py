@@ -7,12 +7,14 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Sequence
 
 from geoq import job as jobs
+from geoq import records
 from geoq.admin import render
 from geoq.admin.errors import EXIT_OK, NotFound, UsageError
-from geoq.admin.records import DeadRecord, parse, revival
+from geoq.admin.revive import read, revival
 from geoq.admin.session import Session
 from geoq.broker.admin import GONE, LIVE, REVIVED, DeadEntry, Revival
 from geoq.job import JobStatus
+from geoq.records import DeadRecord
 
 _PAGE = 500
 _CHUNK = 200           # jobs per retry script call: bounds how long one call holds Redis
@@ -31,24 +33,24 @@ def queues_for(s: Session, queue: str | None) -> list[str]:
 def dead_list(s: Session, args: argparse.Namespace) -> int:
     if args.limit < 0:
         raise UsageError("--limit: expected 0 (no limit) or a positive number")
-    records = s.read(lambda: _newest_of_all(s, args.queue, args.type, args.limit))
+    newest = s.read(lambda: _newest_of_all(s, args.queue, args.type, args.limit))
     if args.json:
-        print(render.to_json([r.summary() for r in records]))
-    elif not records:
+        print(render.to_json([r.summary() for r in newest]))
+    elif not newest:
         print("the dead list is empty" + (f" for type {args.type}" if args.type else ""))
     else:
         print(render.table(("DIED", "QUEUE", "ID", "TYPE", "REASON", "ATTEMPTS", "ERROR"),
-                           [_row(r) for r in records]))
+                           [_row(r) for r in newest]))
     return EXIT_OK
 
 
 def _newest_of_all(s: Session, queue: str | None, job_type: str | None, limit: int) -> list[DeadRecord]:
     """The newest dead records of the queue (or of every queue), newest first."""
-    records: list[DeadRecord] = []
+    found: list[DeadRecord] = []
     for name in queues_for(s, queue):
-        records += _newest(s, name, job_type, limit)
-    records.sort(key=lambda r: r.entry.died_at, reverse=True)
-    return records[:limit] if limit else records
+        found += _newest(s, name, job_type, limit)
+    found.sort(key=lambda r: r.died_at, reverse=True)
+    return found[:limit] if limit else found
 
 
 def _newest(s: Session, queue: str, job_type: str | None, limit: int) -> list[DeadRecord]:
@@ -56,7 +58,7 @@ def _newest(s: Session, queue: str, job_type: str | None, limit: int) -> list[De
     start = 0
     while not limit or len(out) < limit:
         page = s.broker.dead_page(queue, start, _PAGE)
-        out += [r for r in map(parse, page) if job_type is None or r.type == job_type]
+        out += [r for r in map(read, page) if job_type is None or r.type == job_type]
         if len(page) < _PAGE:
             break
         start += _PAGE
@@ -123,8 +125,8 @@ def find(s: Session, queues: Sequence[str], ids: Sequence[str]) -> list[DeadReco
                 entries += s.broker.dead_find(queue, job_id)
         else:
             entries += s.broker.dead_scan(queue)
-    records = {r.entry.member: r for r in map(parse, entries) if r.id in wanted}  # ZSCAN may repeat one
-    return sorted(records.values(), key=lambda r: r.entry.died_at, reverse=True)
+    unique = {r.member: r for r in map(read, entries) if r.id in wanted}  # ZSCAN may repeat one
+    return sorted(unique.values(), key=lambda r: r.died_at, reverse=True)
 
 
 # -- retry -------------------------------------------------------------------------------------
@@ -137,7 +139,7 @@ class _Tally:
     gone: int = 0
 
     def skip(self, record: DeadRecord, why: str) -> None:
-        self.skipped.append({"id": record.id, "queue": record.entry.queue, "why": why})
+        self.skipped.append({"id": record.id, "queue": record.queue, "why": why})
 
 
 def dead_retry(s: Session, args: argparse.Namespace) -> int:
@@ -150,14 +152,14 @@ def dead_retry(s: Session, args: argparse.Namespace) -> int:
         # Only what was dead when the command began: a job that dies again meanwhile stays dead.
         until = s.broker.server_time()
         for queue in queues:
-            chosen = (r for r in map(parse, s.broker.dead_scan(queue))
-                      if r.entry.died_at <= until and _type_ok(r, args.type))
+            chosen = (r for r in map(read, s.broker.dead_scan(queue))
+                      if r.died_at <= until and _type_ok(r, args.type))
             _retry(s, queue, chosen, tally)
         missing: list[str] = []
     else:
         newest = _newest_per_id(find(s, queues, args.ids), args.type)
         for queue in queues:
-            _retry(s, queue, (r for r in newest if r.entry.queue == queue), tally)
+            _retry(s, queue, (r for r in newest if r.queue == queue), tally)
         missing = [i for i in dict.fromkeys(args.ids) if i not in {r.id for r in newest}]
     _report_retry(args, tally, missing)
     return _named_outcome(args, tally, missing, "retried")
@@ -167,17 +169,17 @@ def _type_ok(r: DeadRecord, job_type: str | None) -> bool:
     return job_type is None or r.type == job_type
 
 
-def _newest_per_id(records: Iterable[DeadRecord], job_type: str | None) -> list[DeadRecord]:
+def _newest_per_id(found: Iterable[DeadRecord], job_type: str | None) -> list[DeadRecord]:
     out: dict[str, DeadRecord] = {}
-    for r in records:  # newest first, so the first seen per id wins
+    for r in found:  # newest first, so the first seen per id wins
         if _type_ok(r, job_type):
             out.setdefault(r.id, r)
     return list(out.values())
 
 
-def _retry(s: Session, queue: str, records: Iterable[DeadRecord], tally: _Tally) -> None:
-    state = jobs.encode_state("queued", 0)
-    for chunk in _chunks(records, _CHUNK):
+def _retry(s: Session, queue: str, chosen: Iterable[DeadRecord], tally: _Tally) -> None:
+    state = records.encode_state("queued", 0)
+    for chunk in _chunks(chosen, _CHUNK):
         revivals: list[tuple[DeadRecord, Revival]] = []
         for r in chunk:
             made = revival(r)
@@ -239,7 +241,7 @@ def dead_purge(s: Session, args: argparse.Namespace) -> int:
     if args.ids:
         found = find(s, queues, args.ids)
         for queue in queues:
-            purged[queue] = s.broker.dead_remove(queue, [r.entry.member for r in found if r.entry.queue == queue])
+            purged[queue] = s.broker.dead_remove(queue, [r.member for r in found if r.queue == queue])
         missing = [i for i in dict.fromkeys(args.ids) if i not in {r.id for r in found}]
     elif args.all:
         purged = {queue: s.broker.dead_remove_all(queue) for queue in queues}

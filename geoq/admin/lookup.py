@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from geoq import job as jobs
+from geoq import records
 from geoq.admin import render
 from geoq.admin.dead import dead_status, find
 from geoq.admin.errors import EXIT_OK, NotFound
-from geoq.admin.records import DeadRecord
 from geoq.admin.session import Session
 from geoq.errors import InvalidJob
 from geoq.job import JobStatus
+from geoq.records import DeadRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,17 +49,17 @@ def locate(s: Session, job_id: str) -> Found | None:
         scan = s.broker.scan_queues()
         hit = _status_in(s, job_id, [q for q in s.queues(scan) if q not in likely])
     if hit is None or hit[1].state == "dead":
-        records = find(s, [hit[0]] if hit else s.queues(scan), [job_id])
-        if records:
-            record = records[0]
+        dead = find(s, [hit[0]] if hit else s.queues(scan), [job_id])
+        if dead:
+            record = dead[0]
             status = hit[1] if hit else dead_status(record)
-            return Found(record.entry.queue, status, record.type, tuple(record.history), record)
+            return Found(record.queue, status, record.type, tuple(record.history), record)
     if hit is None:
         return None
     queue, status = hit
     if status.state == "succeeded":
         _, done = s.client.broker.lookup(queue, job_id)
-        return Found(queue, status, jobs.done_type(done) if done else None, (), None)
+        return Found(queue, status, records.done_type(done) if done else None, (), None)
     envelope = None
     if status.state in ("queued", "scheduled", "running"):
         scan = scan or s.broker.scan_queues()
@@ -78,7 +79,7 @@ def _with_envelope(queue: str, status: JobStatus, envelope: bytes | None) -> Fou
     if envelope is None:
         return Found(queue, status, None, (), None)
     try:
-        decoded = jobs.decode(envelope, queue)
+        decoded = records.decode(envelope, queue)
     except InvalidJob:
         return Found(queue, status, None, (), None)
     return Found(queue, status, decoded.type, decoded.history, None)

@@ -61,7 +61,7 @@ class RetryLater:
     delay: float
     id: str
     attempts: int
-    detail: str   # the state value's end: last error and traceback (geoq.job.state_detail)
+    detail: str   # the state value's end: last error and traceback (geoq.records.state_detail)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,9 +8,9 @@ different queues spread across the cluster.
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass
+
 
 PREFIX = "geoq"
 
@@ -75,20 +75,6 @@ of queues it does not serve itself (a queue stays named here after its last work
 def heartbeat(worker_id: str) -> str:
     """String with TTL dead_after: present while the worker proves it is alive."""
     return f"{PREFIX}:heartbeat:{worker_id}"
-
-
-QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
-"""What a queue may be called: the name sits inside the hash tag, so never a brace."""
-QUEUE_NAME_RULE = "1-100 characters of A-Z a-z 0-9 _ . : -, starting with a letter or digit"
-
-
-def is_queue_name(name: object) -> bool:
-    return isinstance(name, str) and _is_queue_name(name)
-
-
-@functools.lru_cache(maxsize=1024)  # a producer names the same few queues for every job
-def _is_queue_name(name: str) -> bool:
-    return QUEUE_NAME.fullmatch(name) is not None
 
 
 def queue_keys(name: str) -> QueueKeys:

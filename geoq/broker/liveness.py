@@ -13,11 +13,12 @@ from typing import Mapping, Sequence
 
 import redis
 
+from geoq import names
 from geoq.broker import keys, replies
 from geoq.broker.broker import Retention, trim_dead
 from geoq.broker.errors import redis_errors, translate
 from geoq.broker.scripts import Call, Scripts, run
-from geoq.job import peek_id
+from geoq.records import peek_id
 
 REAPER_LOCK = f"{keys.PREFIX}:reaper"
 
@@ -117,7 +118,7 @@ class Registry:
             known, registered = pipe.execute()
         described = {replies.text(w): _described_queues(info) for w, info in registered.items()}
         named = set(queues).union(map(replies.text, known), *described.values())
-        every = sorted(q for q in named if keys.is_queue_name(q))  # a stray member must not build a key
+        every = sorted(q for q in named if names.is_queue_name(q))  # a stray member must not build a key
         pipe = self.client.pipeline(transaction=False)
         for queue in every:
             pipe.smembers(keys.queue_keys(queue).workers)
@@ -203,4 +204,4 @@ def _described_queues(info: bytes) -> tuple[str, ...]:
         queues = json.loads(info).get("queues")
     except (ValueError, AttributeError):
         return ()
-    return tuple(q for q in queues if keys.is_queue_name(q)) if isinstance(queues, list) else ()
+    return tuple(q for q in queues if names.is_queue_name(q)) if isinstance(queues, list) else ()

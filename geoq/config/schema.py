@@ -17,7 +17,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import SplitResult, parse_qs, urlsplit
 
-from geoq.broker import keys
+from geoq import names
 from geoq.units import parse_duration, parse_size
 
 Check = Callable[[Any], Any]
@@ -176,8 +176,8 @@ def handler(value: Any) -> str:
 
 def queue_name(value: Any) -> str:
     # Braces would break the per-queue Redis Cluster hash tag, spaces the CLI.
-    if not keys.is_queue_name(value):
-        raise Invalid(f"a queue name of {keys.QUEUE_NAME_RULE}")
+    if not names.is_queue_name(value):
+        raise Invalid(f"a queue name of {names.QUEUE_NAME_RULE}")
     return str(value)
 
 

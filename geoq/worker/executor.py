@@ -7,14 +7,13 @@ interrupts (state "interrupted": the job goes back to its queue, the run does no
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import gevent
 
-from geoq import job as jobs
+from geoq import records
 from geoq import tracebacks
 from geoq.broker.broker import Ack, Bury, RetryLater
 from geoq.errors import InvalidJob, JobTimeout
@@ -56,9 +55,9 @@ class Executor:
             return self._reject(queue, envelope, None, "oversize",
                                 f"job is {len(envelope)} bytes; the limit is {self.max_payload}")
         try:
-            body = jobs.parse(envelope)
+            body = records.parse(envelope)
             route = self.router.get(body.get("t"))
-            job = jobs.from_body(body, queue, run=route is not None, options=route.options if route else None)
+            job = records.from_body(body, queue, run=route is not None, options=route.options if route else None)
         except InvalidJob as e:
             return self._reject(queue, envelope, None, getattr(e, "reason", "not_a_job"), str(e))
         if route is None:  # never runs: its attempt stays the runs it made
@@ -67,7 +66,7 @@ class Executor:
 
     def running_state(self, p: Prepared) -> tuple[str, str]:
         assert p.job is not None
-        return p.job.id, jobs.encode_state("running", p.job.attempt, None, p.job.last_error)
+        return p.job.id, records.encode_state("running", p.job.attempt, None, p.job.last_error)
 
     def run(self, p: Prepared) -> None:
         """Run one prepared job to its settlement. Never raises for the job's own failures."""
@@ -95,7 +94,7 @@ class Executor:
         done = b""
         if error is None and self.keep > 0:
             try:
-                done = jobs.encode_done("succeeded", job.attempt, job.last_error, result, None, job.type)
+                done = records.encode_done("succeeded", job.attempt, job.last_error, result, None, job.type)
             except (TypeError, ValueError) as e:
                 error, result = InvalidJob(f"handler returned a result that is not JSON: {e}"), None
         if error is None:
@@ -132,8 +131,8 @@ class Executor:
         if outcome.state == RETRY:
             delay = outcome.delay or 0.0
             again = replace(job, history=history, due_at=now + delay)
-            return RetryLater(p.envelope, jobs.encode(again, 2 ** 31), delay, job.id, job.attempt,
-                              jobs.state_detail(error, outcome.traceback))
+            return RetryLater(p.envelope, records.encode(again, records.NO_LIMIT), delay, job.id, job.attempt,
+                              records.state_detail(error, outcome.traceback))
         assert outcome.state == DEAD
         return self._burial(p.queue, p.envelope, replace(job, history=history), outcome.reason or "", error,
                             outcome.traceback)
@@ -144,29 +143,13 @@ class Executor:
 
     def _burial(self, queue: str, envelope: bytes, job: Job | None, reason: str, error: str,
                 traceback: str | None = None) -> Bury:
-        job_id = job.id if job else (jobs.peek_id(envelope) or "")
+        job_id = job.id if job else (records.peek_id(envelope) or "")
         attempts = job.attempt if job else 0
-        record = dead_record(queue, job, job_id, reason, error, self.clock(), traceback)
-        done = jobs.encode_done("dead", attempts, error, None, reason, job.type if job else None, traceback)
-        return Bury(envelope, record, jobs.is_utf8(envelope), job_id, done)
+        record = records.encode_dead(queue, job, job_id, reason, error, self.clock(), traceback)
+        done = records.encode_done("dead", attempts, error, None, reason, job.type if job else None, traceback)
+        return Bury(envelope, record, records.is_utf8(envelope), job_id, done)
 
 
 def _unreadable(p: Prepared) -> Job:
     """What is known of a job buried because it could not be read: its id, if the bytes show one."""
-    return Job(id=jobs.peek_id(p.envelope) or "?", type="?", queue=p.queue, payload=None)
-
-
-def dead_record(queue: str, job: Job | None, job_id: str, reason: str, error: str, died_at: float,
-                traceback: str | None = None) -> bytes:
-    """The dead-list entry but for its envelope: who, why, the attempt history and the last run's
-    traceback (None when no run raised).
-
-    dead.lua adds the original bytes to retry from, as `envelope` (text) or `envelope_hex`
-    (bytes that are not UTF-8), when it moves the job: an envelope of any size then crosses
-    to Redis once, as the argument that names the job, and is never decoded or copied here.
-    """
-    body: dict[str, Any] = {"id": job_id, "type": job.type if job else None, "queue": queue, "reason": reason,
-                            "error": error, "attempts": job.attempt if job else 0,
-                            "history": [list(h) for h in job.history] if job else [],
-                            "died_at": round(died_at, 3), "traceback": traceback}
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    return Job(id=records.peek_id(p.envelope) or "?", type="?", queue=p.queue, payload=None)

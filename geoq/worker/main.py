@@ -22,8 +22,7 @@ from typing import Callable, NoReturn, Sequence
 import gevent
 from gevent.event import Event
 
-from geoq import logs, plugins
-from geoq.broker import keys
+from geoq import logs, names, plugins
 from geoq.config import Config, connection_split, least_connections, load_config
 from geoq.errors import ConfigError, RedisAuthError
 from geoq.middleware import Chain, Middleware
@@ -69,15 +68,15 @@ def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
             raise ConfigError(f"--concurrency: expected a positive integer, got {args.concurrency}")
         worker = dataclasses.replace(worker, concurrency=args.concurrency)
     if args.queues:
-        names = tuple(q.strip() for q in args.queues.split(",") if q.strip())
-        if not names:
+        queues = tuple(q.strip() for q in args.queues.split(",") if q.strip())
+        if not queues:
             raise ConfigError("--queues: expected comma-separated queue names")
-        for name in names:
-            if not keys.is_queue_name(name):
-                raise ConfigError(f"--queues: expected queue names of {keys.QUEUE_NAME_RULE}, got {name!r}")
-        if len(set(names)) != len(names):
+        for name in queues:
+            if not names.is_queue_name(name):
+                raise ConfigError(f"--queues: expected queue names of {names.QUEUE_NAME_RULE}, got {name!r}")
+        if len(set(queues)) != len(queues):
             raise ConfigError(f"--queues: expected distinct queue names, got {args.queues!r}")
-        worker = dataclasses.replace(worker, queues=names, weights=None)
+        worker = dataclasses.replace(worker, queues=queues, weights=None)
     if args.processes is not None:
         if args.processes < 1:
             raise ConfigError(f"--processes: expected a positive integer, got {args.processes}")

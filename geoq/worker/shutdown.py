@@ -22,7 +22,7 @@ from typing import Callable, Sequence, TypeVar
 
 import gevent
 
-from geoq import job as jobs
+from geoq import records
 from geoq.broker.broker import Broker, Handback
 from geoq.errors import BrokerError
 
@@ -164,7 +164,7 @@ def hand_back(broker: Broker, worker_id: str, queue: str, envelopes: list[bytes]
 def _handback(queue: str, envelope: bytes) -> Handback:
     """A processing entry made ready to go back; a graceful handback does not count as a run."""
     try:
-        job = jobs.decode(envelope, queue)
+        job = records.decode(envelope, queue)
     except Exception:  # bytes that are not a job go back as they are; the next fetch dead-letters them
         return Handback(envelope, "", "")
-    return Handback(envelope, job.id, jobs.encode_state("queued", job.attempt, None, job.last_error))
+    return Handback(envelope, job.id, records.encode_state("queued", job.attempt, None, job.last_error))

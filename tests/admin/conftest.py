@@ -12,10 +12,11 @@ import pytest
 import redis
 
 from geoq import job as jobs
+from geoq import records
 from geoq.broker import keys
 from geoq.broker.broker import Broker, Bury, Retention, Settlement
 from geoq.job import Job
-from geoq.worker.executor import dead_record
+
 from tests.admin.helpers import redis_now, run_geoq
 
 Geoq = Callable[..., subprocess.CompletedProcess[str]]
@@ -62,7 +63,7 @@ def _dead_job(queue: str, at: float, job_type: str = "t.job", *, job_id: str | N
               payload={"n": 1, "f": 1.5, "empty": []} if payload is None else payload,
               attempt=runs - 1, enqueued_at=time.time() - 60, max_retries=runs - 1, history=history[:-1])
     ran = dataclasses.replace(job, attempt=runs, history=history)
-    return job, jobs.encode(job, 2**31), dead_record(queue, ran, job.id, reason, history[-1][1], at)
+    return job, records.encode(job, records.NO_LIMIT), records.encode_dead(queue, ran, job.id, reason, history[-1][1], at)
 
 
 def _seed(client: redis.Redis, queue: str, dead: list[tuple[Job, bytes, bytes]], scores: list[float]) -> None:

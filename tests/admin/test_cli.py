@@ -9,7 +9,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import geoq
-from geoq import job as jobs
+from geoq import records
 from geoq.broker import keys
 from tests.support.ports import free_port
 from tests.support.worker_process import write_config
@@ -75,19 +75,19 @@ def test_enqueue_stores_the_job_and_prints_its_id(cli, cli_json, redis_client, t
     assert done.returncode == 0 and done.stderr == ""
     job_id = done.stdout.strip()
     (envelope,) = redis_client.lrange(keys.queue_keys("default").ready, 0, -1)
-    job = jobs.decode(envelope, "default")
+    job = records.decode(envelope, "default")
     assert (job.id, job.type, job.payload) == (job_id, "t.mail", {"to": "a@example.com", "n": 1.5, "tags": []})
 
     payload_file = tmp_path / "p.json"
     payload_file.write_text('{"from": "file"}')
     out = cli_json("enqueue", "t.file", "--payload", f"@{payload_file}", "--queue", "bulk", "--priority", "high")
     assert set(out) >= {"id", "type", "queue"} and (out["type"], out["queue"]) == ("t.file", "bulk")
-    head = jobs.decode(redis_client.lindex(keys.queue_keys("bulk").ready, 0), "bulk")
+    head = records.decode(redis_client.lindex(keys.queue_keys("bulk").ready, 0), "bulk")
     assert (head.id, head.payload) == (out["id"], {"from": "file"})
 
     later = cli_json("enqueue", "t.later", "--delay", "30s")
     (member, due), = redis_client.zrange(keys.queue_keys("default").scheduled, 0, -1, withscores=True)
-    assert jobs.peek_id(member) == later["id"] and due > redis_client.time()[0] + 25
+    assert records.peek_id(member) == later["id"] and due > redis_client.time()[0] + 25
 
 
 def test_enqueue_reads_the_payload_from_standard_input_with_at_dash(redis_url, redis_client):
@@ -95,7 +95,7 @@ def test_enqueue_reads_the_payload_from_standard_input_with_at_dash(redis_url, r
                           input='{"piped": true}', capture_output=True, text=True, env=cli_env(), timeout=30)
     assert done.returncode == 0, done.stderr
     envelope = redis_client.lindex(keys.queue_keys("default").ready, 0)
-    assert jobs.decode(envelope, "default").payload == {"piped": True}
+    assert records.decode(envelope, "default").payload == {"piped": True}
 
 
 def test_job_reports_a_queued_and_a_scheduled_job_as_the_state_hash_holds_them(cli_json, redis_url):
@@ -132,7 +132,7 @@ def test_purge_deletes_the_waiting_jobs_and_their_states_but_nothing_running_or_
 
     assert out == {"queue": "default", "ready": 2499, "scheduled": 3}
     assert redis_client.llen(k.ready) == 0 and redis_client.zcard(k.scheduled) == 0
-    assert redis_client.hkeys(k.state) == [jobs.peek_id(running).encode()]  # only the running job is live
+    assert redis_client.hkeys(k.state) == [records.peek_id(running).encode()]  # only the running job is live
     assert redis_client.llen(k.processing("w1")) == 1 and redis_client.zcard(k.dead) == 1
 
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import geoq
-from geoq import job as jobs
+from geoq import records
 from geoq.broker import keys
 from tests.admin.helpers import GEOQ, cli_env
 
@@ -50,7 +50,7 @@ def test_dead_show_gives_the_whole_record_with_history_and_envelope(cli, cli_jso
     out = cli_json("dead", "show", job.id)
     assert set(out) >= SUMMARY_KEYS | {"history", "envelope"}
     assert [h[1] for h in out["history"]] == ["RuntimeError: boom 1", "RuntimeError: boom 2"]
-    assert jobs.decode(out["envelope"].encode(), "default").payload == {"n": 1, "f": 1.5, "empty": []}
+    assert records.decode(out["envelope"].encode(), "default").payload == {"n": 1, "f": 1.5, "empty": []}
     text = cli("dead", "show", job.id).stdout
     assert "history:" in text and "envelope:" in text and "RuntimeError: boom 2" in text
 
@@ -62,7 +62,7 @@ def test_dead_show_and_list_of_an_oversize_job_stay_short_for_people_and_whole_f
     assert len(text) < 3000 and "oversize" in text and "cut (--json gives it whole)" in text, text[:3000]
     full = cli_json("dead", "show", job.id)
     assert set(full) >= SUMMARY_KEYS | {"history", "envelope"} and full["reason"] == "oversize"
-    assert jobs.decode(full["envelope"].encode(), "default").payload == {"blob": blob}
+    assert records.decode(full["envelope"].encode(), "default").payload == {"blob": blob}
     (listed,) = cli_json("dead", "list")
     assert set(listed) >= SUMMARY_KEYS and "envelope" not in listed and listed["reason"] == "oversize"
     lines = cli("dead", "list").stdout.splitlines()
@@ -79,7 +79,7 @@ def test_dead_retry_puts_the_original_envelope_back_with_attempts_reset(cli, cli
     assert (out["retried"], out["ids"], out["skipped"], out["missing"]) == (1, [job.id], [], [])
     assert redis_client.zcard(DEAD) == 0 and not redis_client.exists(k.done(job.id))
     (envelope,) = redis_client.lrange(k.ready, 0, -1)
-    back = jobs.decode(envelope, "default")
+    back = records.decode(envelope, "default")
     assert (back.id, back.type, back.attempt, back.history) == (job.id, "t.a", 0, ())
     assert back.payload == {"big": 12345678901234567890, "f": 0.1, "e": [], "o": {}}
     assert back.max_retries == job.max_retries
@@ -103,7 +103,7 @@ def test_dead_retry_leaves_dead_a_job_whose_id_is_live_again_and_one_that_is_not
     compact = dict(separators=(",", ":"))  # as the worker writes records
     redis_client.zadd(k.dead, {json.dumps({"id": "mine", "type": "t.a", "queue": "default", "reason": "fail",
                                            "error": "x", "attempts": 1, "history": [], "died_at": 1.0,
-                                           "envelope": jobs.encode(job, 2**20).decode()}, **compact): 1.0})
+                                           "envelope": records.encode(job, 2**20).decode()}, **compact): 1.0})
     redis_client.zadd(k.dead, {json.dumps({"id": "", "type": None, "queue": "default", "reason": "undecodable",
                                            "error": "bytes", "attempts": 0, "history": [], "died_at": 2.0,
                                            "envelope_hex": "ff00"}, **compact): 2.0})
@@ -124,7 +124,7 @@ def test_two_admins_retrying_everything_at_once_never_double_a_job(redis_url, re
     retried = [set(o["ids"]) for o in outs]
     assert sum(o["retried"] for o in outs) == 1500 and not retried[0] & retried[1]
     assert retried[0] | retried[1] == buried
-    ready = [jobs.peek_id(e) for e in redis_client.lrange(keys.queue_keys("default").ready, 0, -1)]
+    ready = [records.peek_id(e) for e in redis_client.lrange(keys.queue_keys("default").ready, 0, -1)]
     assert sorted(ready) == sorted(buried)
     assert redis_client.zcard(DEAD) == 0 and redis_client.hlen(keys.queue_keys("default").state) == 1500
 
@@ -177,6 +177,6 @@ def test_a_record_the_reaper_wrote_in_lua_is_found_listed_and_retried(cli_json, 
     assert (listed["id"], listed["reason"], listed["attempts"], listed["died_at"]) == ("tenant/42", "max_deliveries", 3, 5)
     assert cli_json("dead", "show", "tenant/42")["envelope"] == envelope
     assert cli_json("dead", "retry", "tenant/42")["ids"] == ["tenant/42"]
-    back = jobs.decode(redis_client.lindex(keys.queue_keys("default").ready, 0), "default")
+    back = records.decode(redis_client.lindex(keys.queue_keys("default").ready, 0), "default")
     assert (back.id, back.attempt, back.payload) == ("tenant/42", 0, {"n": 1})
     assert b'"d"' not in redis_client.lindex(keys.queue_keys("default").ready, 0)  # deliveries reset too

@@ -6,11 +6,11 @@ import json
 import subprocess
 import sys
 
-from geoq import job as jobs
+from geoq import records
 from geoq.admin import render
 from geoq.admin.cli import exit_code
 from geoq.admin.errors import NotFound, UsageError
-from geoq.admin.records import parse, revival
+from geoq.admin.revive import read, revival
 from geoq.broker import keys
 from geoq.broker.admin import DeadEntry, Revival
 from geoq.broker.keys import glob_escape
@@ -38,23 +38,23 @@ def test_a_retry_envelope_keeps_the_job_and_resets_its_runs_and_history():
               enqueued_at=12.5, max_retries=2, timeout=9.0, history=((1.0, "boom"),))
     record = {"id": job.id, "type": "t.a", "queue": "default", "reason": "max_retries", "error": "boom",
               "attempts": 3, "history": [[1.0, "boom"]], "died_at": 2.0,
-              "envelope": jobs.encode(job, 2**20).decode()}
+              "envelope": records.encode(job, 2**20).decode()}
     entry = DeadEntry("default", json.dumps(record).encode(), 2.5)
-    made = revival(parse(entry))
+    made = revival(read(entry))
     assert isinstance(made, Revival) and made.member == entry.member and made.id == job.id
-    back = jobs.decode(made.envelope, "default")
+    back = records.decode(made.envelope, "default")
     assert back.attempt == 0 and back.history == ()
     assert (back.payload, back.max_retries, back.timeout, back.enqueued_at) == (job.payload, 2, 9.0, 12.5)
     assert made.envelope.startswith(b'{"i":"default:abc",')  # where the script reads the id
-    assert parse(entry).summary()["died_at"] == 2.5  # the set's score (Redis time) is the time of death
+    assert read(entry).summary()["died_at"] == 2.5  # the set's score (Redis time) is the time of death
 
 
 def test_records_that_hold_no_job_are_not_retried_and_say_why():
-    hexed = parse(DeadEntry("q", b'{"id":"","envelope_hex":"ff"}', 1.0))
+    hexed = read(DeadEntry("q", b'{"id":"","envelope_hex":"ff"}', 1.0))
     assert revival(hexed) == "its bytes were not UTF-8 text, so they are not a job"
-    not_a_job = parse(DeadEntry("q", b'{"id":"x","envelope":"[1,2]"}', 1.0))
+    not_a_job = read(DeadEntry("q", b'{"id":"x","envelope":"[1,2]"}', 1.0))
     assert revival(not_a_job) == "its envelope is not a job"
-    assert parse(DeadEntry("q", b"garbage", 1.0)).summary()["id"] == ""
+    assert read(DeadEntry("q", b"garbage", 1.0)).summary()["id"] == ""
 
 
 def test_only_keys_that_hold_jobs_name_a_queue():

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from geoq import job as jobs
+from geoq import records
 from geoq.broker import keys
 from geoq.broker.broker import Broker, Bury, Retention, Settlement
 from geoq.broker.connection import connect
@@ -32,14 +32,14 @@ def test_a_buried_envelope_reads_back_from_its_dead_record_byte_for_byte(broker,
     envelope = ENVELOPES[name]
     redis_client.rpush(K.processing("w1"), envelope)
     head = json.dumps({"id": "default:x", "reason": "oversize", "died_at": 1.5}).encode()
-    burial = Bury(envelope, head, jobs.is_utf8(envelope), "default:x", b"{}")
+    burial = Bury(envelope, head, records.is_utf8(envelope), "default:x", b"{}")
     result = broker.settle("w1", [Settlement("default", burials=[burial])], Retention(60, 100, 3600.0))
     assert (result.fenced, result.refused) == (0, [])
     ((member, _),) = redis_client.zrange(K.dead, 0, -1, withscores=True)
     record = json.loads(member)
     assert {k: record[k] for k in ("id", "reason", "died_at")} == {"id": "default:x", "reason": "oversize",
                                                                      "died_at": 1.5}
-    if jobs.is_utf8(envelope):
+    if records.is_utf8(envelope):
         assert record["envelope"].encode() == envelope and "envelope_hex" not in record
     else:
         assert bytes.fromhex(record["envelope_hex"]) == envelope and "envelope" not in record

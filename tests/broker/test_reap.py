@@ -9,6 +9,7 @@ import pytest
 import redis
 
 import geoq
+from geoq import records
 from geoq.broker import keys
 from geoq.broker.broker import Broker, Retention
 from geoq.broker.connection import connect
@@ -111,3 +112,22 @@ def test_a_worker_registered_before_the_known_queues_set_is_reaped_in_the_queues
     assert sorted(json.loads(e)["i"] for e in redis_client.lrange(http.ready, 0, -1)) == sorted(ids)
     assert redis_client.exists(http.processing("w-old")) == 0 and redis_client.smembers(http.workers) == set()
     assert redis_client.hget(keys.WORKERS, "w-old") is None
+
+
+def test_a_reaped_job_keeps_its_meta_whether_returned_or_buried(redis_url: str, redis_client: redis.Redis) -> None:
+    broker = Broker(connect(default_config(redis_url).redis, max_connections=4))
+    registry = Registry(broker.client, broker.scripts)
+    with geoq.Client(redis_url) as producer:
+        job = producer.enqueue("t.ok", {}, meta={"tenant": "acme"})
+    for worker_id, max_deliveries in (("w1", 2), ("w2", 2)):  # returned after the first death, buried after the second
+        registry.register(worker_id, "{}", ["default"], ttl=60)
+        assert len(broker.fetch(broker.client, "default", worker_id, 10, None)) == 1
+        registry.reap("default", worker_id, max_deliveries, RETENTION)
+        if worker_id == "w1":
+            assert records.decode(redis_client.lindex(K.ready, 0), "default").meta == {"tenant": "acme"}
+
+    [member] = redis_client.zrange(K.dead, 0, -1)
+    record = records.decode_dead("default", member, 0.0)
+    assert record.body["reason"] == "max_deliveries" and record.envelope is not None
+    assert records.decode(record.envelope.encode(), "default").meta == {"tenant": "acme"}
+    assert redis_client.llen(K.ready) == 0 and redis_client.hlen(K.state) == 0

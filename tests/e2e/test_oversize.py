@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import geoq
-from geoq import job as jobs
+from geoq import records
 from geoq.broker import keys
 from geoq.job import Job
 from tests.metrics.conftest import get, sample
@@ -34,7 +34,7 @@ DEAD = keys.queue_keys("default").dead
 def big_envelope(job_id: str, size: int = 5 * MIB) -> bytes:
     """A real job's envelope of about `size` bytes, its payload full of characters JSON escapes."""
     job = Job(id=job_id, type="t.ok", queue="default", payload={"blob": 'a"b\\c/d\n\té' * (size // 15)})
-    return jobs.encode(job, 2**31)
+    return records.encode(job, records.NO_LIMIT)
 
 
 def reset_peak(pid: int) -> int:
@@ -56,8 +56,8 @@ SCENARIOS = {
     # Alone on an idle worker, it is the first job of a blocking BLMOVE.
     "alone": lambda: [big_envelope("default:big")],
     # Among small jobs pushed at once, it comes in the non-blocking rest of a fetch batch.
-    "behind small jobs": lambda: [jobs.encode(j, 2**20) for j in SMALL[:5]] + [big_envelope("default:big")]
-    + [jobs.encode(j, 2**20) for j in SMALL[5:]],
+    "behind small jobs": lambda: [records.encode(j, 2**20) for j in SMALL[:5]] + [big_envelope("default:big")]
+    + [records.encode(j, 2**20) for j in SMALL[5:]],
     # Bytes that are not UTF-8 are kept as hex: they cost the worker no more.
     "not utf-8": lambda: [b"\xff" * (5 * MIB)],
 }
@@ -95,9 +95,9 @@ def test_a_5_mib_envelope_is_dead_as_oversize_with_peak_memory_growth_under_twic
 
     dead = assert_settled(redis_client, ["default"]).dead["default"]
     assert sorted((d["id"], d["reason"]) for d in dead) == sorted([
-        ("", "undecodable"), ("default:warm", "oversize"), ("default:big" if jobs.is_utf8(big) else "", "oversize")])
+        ("", "undecodable"), ("default:warm", "oversize"), ("default:big" if records.is_utf8(big) else "", "oversize")])
     (record,) = [d for d in dead if d["reason"] == "oversize" and d["id"] != "default:warm"]
-    if jobs.is_utf8(big):
+    if records.is_utf8(big):
         assert record["id"] == "default:big" and record["envelope"].encode() == big
         assert client.status("default:big").state == "dead" and client.status("default:big").reason == "oversize"
     else:

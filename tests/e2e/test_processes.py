@@ -13,7 +13,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 import geoq
-from geoq import job as jobs
+from geoq import records
 from tests.metrics.conftest import get
 from tests.support.handlers import ledger_counts
 from tests.support.keyspace import assert_settled, places
@@ -42,7 +42,7 @@ def registered(client: redis.Redis) -> dict[str, dict]:
 
 def held_by(client: redis.Redis, worker_id: str) -> list[str]:
     """Ids of the jobs in one worker's processing list of the default queue."""
-    return [jobs.decode(e, "default").id for e in client.lrange(f"geoq:{{default}}:processing:{worker_id}", 0, -1)]
+    return [records.decode(e, "default").id for e in client.lrange(f"geoq:{{default}}:processing:{worker_id}", 0, -1)]
 
 
 def two_children(client: redis.Redis, parent: int) -> dict[str, dict]:

@@ -7,6 +7,7 @@ The ledger is a Redis database named by the GEOQ_TEST_LEDGER environment variabl
 from __future__ import annotations
 
 import collections
+import json
 import os
 import time
 from typing import Any
@@ -103,3 +104,16 @@ def record_order(job: Job) -> None:
 def ledger_counts(client: redis.Redis, what: str = "succeeded") -> collections.Counter[str]:
     """How many times each job id was recorded under ledger:<what> (read by tests)."""
     return collections.Counter(x.decode() for x in client.lrange(f"ledger:{what}", 0, -1))
+
+
+def show_meta(job: Job) -> dict[str, Any]:
+    """Writes the run's attempt and meta to the ledger; fails while the ledger holds "meta:fail"."""
+    ledger().rpush(f"ledger:meta:{job.id}", json.dumps({"attempt": job.attempt, "meta": dict(job.meta)}))
+    if ledger().exists("meta:fail"):
+        raise RuntimeError("told to fail")
+    return {"meta": dict(job.meta)}
+
+
+def meta_seen(client: redis.Redis, job_id: str) -> list[dict[str, Any]]:
+    """Every run of show_meta for this job: [{"attempt": n, "meta": {...}}, ...] in run order."""
+    return [json.loads(raw) for raw in client.lrange(f"ledger:meta:{job_id}", 0, -1)]

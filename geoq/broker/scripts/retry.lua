@@ -2,7 +2,7 @@
 -- Move failed jobs from this worker's processing list to the scheduled set.
 -- KEYS[1] processing list, KEYS[2] scheduled set, KEYS[3] state hash
 -- ARGV: groups of 6: old envelope, new envelope, delay seconds, id, runs made, the state value's end
---   (last error, then a newline and the failed run's traceback: geoq.job.state_detail)
+--   (last error, then a newline and the failed run's traceback: geoq.records.state_detail)
 -- Returns: the 1-based positions of jobs not in the processing list (nothing written for them).
 -- Invariant: the job leaves the processing list and enters the scheduled set in one step.
 local t = redis.call('TIME')
