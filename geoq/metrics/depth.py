@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 from geoq.broker.broker import Broker
 from geoq.broker.inspect import PLACES, queue_depths
 from geoq.errors import BrokerError
+from geoq.outage import Outage
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,8 @@ class DepthCollector(Collector):
         self.queues = list(queues)
         self.timeout = timeout
         self.on_error = on_error   # counts a failed scrape
-        self._failing = False
+        # One line per outage, not one per scrape.
+        self._outage = Outage(log.log, "cannot read queue depths for a scrape: %s", "queue depths readable again")
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         # Registration calls this instead of collect(), so registering touches no Redis.
@@ -70,13 +72,9 @@ class DepthCollector(Collector):
             return None
         finally:
             timer.close()
-        if self._failing:
-            log.warning("queue depths readable again")
-            self._failing = False
+        self._outage.recovered()
         return depths
 
     def _failed(self, why: str) -> None:
         self.on_error("scrape")
-        if not self._failing:  # one line per outage, not one per scrape
-            log.error("cannot read queue depths for a scrape: %s", why)
-            self._failing = True
+        self._outage.failed(why)

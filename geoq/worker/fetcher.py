@@ -24,6 +24,7 @@ from gevent.pool import Pool
 from geoq.broker.broker import Broker
 from geoq.errors import BrokerError
 from geoq.middleware import NO_EVENTS, Chain
+from geoq.outage import Outage
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class Fetcher:
         self._waiting: dict[str, gevent.Greenlet] = {}
         self._woken = Event()
         self.holding = holding
-        self._failing = False
+        self._outage = Outage(log.log, "fetch failed, backing off: %s", "fetching again")
         # After a failed fetch its reply may be lost while Redis moved the jobs, and a fetch Redis
         # still holds on a half-closed connection can move more until its block time ends: the
         # processing list is checked at once and again once that window has passed.
@@ -77,7 +78,7 @@ class Fetcher:
             except BrokerError as e:
                 self._fetch_failed(e)
             else:
-                self._recovered()
+                self._outage.recovered()
 
     def _check_due(self) -> bool:
         now = time.monotonic()
@@ -177,15 +178,8 @@ class Fetcher:
         self._unsure_until = self.failed_at + self.block_timeout + 1.0
         self._checked_once = False
         self.on_error("fetch")
-        if not self._failing:
-            log.error("fetch failed, backing off: %s", error)
-            self._failing = True
+        self._outage.failed(error)
         gevent.sleep(0.1 + random.random() * 0.4)
-
-    def _recovered(self) -> None:
-        if self._failing:
-            log.warning("fetching again")
-        self._failing = False
 
     def waiters(self) -> list[gevent.Greenlet]:
         """The greenlets blocked in Redis on one queue each, right now."""

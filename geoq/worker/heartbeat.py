@@ -31,6 +31,7 @@ from geoq.broker.liveness import Registry
 from geoq.config import Config, connection_split
 from geoq.errors import BrokerError
 from geoq.middleware import NO_EVENTS, Chain
+from geoq.outage import Outage
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class Heartbeat:
         # The thread never logs or calls hooks itself (logging's locks belong to the hub):
         # it leaves news here and the tick greenlet relays it.
         self._news: deque[tuple[int, str, bool]] = deque(maxlen=100)
+        self._outage = Outage(self._tell, "heartbeat failed: %s", "heartbeat written again", repeats=logging.DEBUG)
 
     def info(self) -> str:
         return json.dumps({"id": self.worker_id, "host": socket.gethostname(), "pid": os.getpid(),
@@ -133,7 +135,6 @@ class Heartbeat:
 
     def _beat_forever(self, registry: Registry) -> None:
         client = registry.client
-        failing = False
         while not self._stopped:
             self._wake.acquire(timeout=self.interval)  # released only by stop()
             if self._stopped or time.monotonic() - self.tick_at > self.interval + 1.0:
@@ -142,15 +143,17 @@ class Heartbeat:
                 self.clock.sync(client)
                 alive = registry.beat(self.worker_id, self.ttl, self.info())
             except BrokerError as e:
-                self._news.append((logging.DEBUG if failing else logging.ERROR, f"heartbeat failed: {e}", True))
-                failing = True
+                self._outage.failed(e)
                 continue
-            if failing:
-                self._news.append((logging.WARNING, "heartbeat written again", False))
-                failing = False
+            self._outage.recovered()
             if not alive:
                 self._fenced = True  # read by the tick greenlet: only the hub may act on it
                 return
+
+    def _tell(self, level: int, msg: str, *args: object) -> None:
+        """The beat thread's outage sink: each line becomes news for the tick greenlet to log and,
+        if it is a failure's, to count as a Redis error (the thread may do neither itself)."""
+        self._news.append((level, msg % args, self._outage.failing))
 
 
 def _unwatched_hub() -> None:

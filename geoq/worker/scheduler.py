@@ -15,6 +15,7 @@ import gevent
 from geoq.broker.broker import Broker
 from geoq.errors import BrokerError
 from geoq.middleware import NO_EVENTS, Chain
+from geoq.outage import Outage
 
 log = logging.getLogger(__name__)
 
@@ -27,20 +28,16 @@ class Scheduler:
         self.on_error = events.redis_error
 
     def run(self) -> None:
-        failing = False
+        outage = Outage(log.log, "cannot promote scheduled jobs: %s", "promoting scheduled jobs again")
         while True:
             try:
                 for queue in self.queues:
                     self.promote_all(queue)
             except BrokerError as e:
                 self.on_error("promote")
-                if not failing:
-                    log.error("cannot promote scheduled jobs: %s", e)
-                failing = True
+                outage.failed(e)
             else:
-                if failing:
-                    log.warning("promoting scheduled jobs again")
-                failing = False
+                outage.recovered()
             # Jittered so that many workers do not promote in lockstep.
             gevent.sleep(self.interval * (0.5 + random.random()))
 

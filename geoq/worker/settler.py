@@ -20,6 +20,7 @@ from gevent.queue import Queue
 from geoq.broker.broker import Ack, Broker, Bury, Retention, RetryLater, Settlement
 from geoq.errors import BrokerError
 from geoq.middleware import NO_EVENTS, Chain
+from geoq.outage import Outage
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ class Settler:
         self._idle = Event()
         self._idle.set()
         self.unwritten: Counter[str] = Counter()  # outcomes handed over and not yet written, per queue
+        self._outage = Outage(log.log, "cannot write job outcomes, holding them and retrying: %s",
+                              "job outcomes written again")
 
     def put(self, queue: str, item: Outcome) -> None:
         """Hand over one outcome; blocks while the buffer is full (Redis slow or away)."""
@@ -75,7 +78,7 @@ class Settler:
 
     def _write(self, settlements: list[Settlement]) -> None:
         """Write until Redis has taken every part; each move checks its job is still ours, so replays are safe."""
-        pause, failing, replay = 0.05, False, False
+        pause, replay = 0.05, False
         while settlements:
             try:
                 result = self.broker.settle(self.worker_id, settlements, self.retention)
@@ -88,13 +91,10 @@ class Settler:
             if not settlements:
                 break
             self.on_error("settle")
-            if not failing:
-                log.error("cannot write job outcomes, holding them and retrying: %s", error)
-                failing = True
+            self._outage.failed(error)
             gevent.sleep(pause * (0.5 + random.random()))
             pause = min(pause * 2, 5.0)
-        if failing:
-            log.warning("job outcomes written again")
+        self._outage.recovered()
 
     def _report_fenced(self, fenced: int, replay: bool) -> None:
         if not fenced:

@@ -18,6 +18,7 @@ from geoq.broker.liveness import Registry
 from geoq.config import Config, connection_split
 from geoq.errors import BrokerError, RedisAuthError
 from geoq.middleware import NO_EVENTS, Chain, WorkerInfo
+from geoq.outage import Outage
 from geoq.routing import Router
 from geoq.worker.executor import Executor
 from geoq.worker.fetcher import Fetcher
@@ -202,20 +203,17 @@ class Worker:
     def _wait_for_redis(self) -> bool:
         """True once Redis answers; False if a stop is asked for first (a service manager
         stopping a worker that never reached Redis must not have to kill it)."""
-        pause, said = 0.2, False
+        pause, outage = 0.2, Outage(log.log, "waiting for redis: %s", "redis is reachable again")
         while not self.stop_requested.is_set():
             try:
                 self.broker.ping()
                 self.broker.load_scripts()
-                if said:
-                    log.warning("redis is reachable again")
+                outage.recovered()
                 return True
             except RedisAuthError:
                 raise
             except BrokerError as e:
-                if not said:
-                    log.error("waiting for redis: %s", e)
-                    said = True
+                outage.failed(e)
                 self.stop_requested.wait(pause * (0.5 + random.random()))
                 pause = min(pause * 2, 5.0)
         return False
