@@ -218,11 +218,13 @@ BAD_MIDDLEWARE = {
     "unknown module": ("tests.support.no_such_middleware:Recorder",
                        "middleware[0]: cannot import module 'tests.support.no_such_middleware'"),
     "unknown name": (f"{M}:NoSuchMiddleware", f"middleware[0]: module '{M}' has no attribute 'NoSuchMiddleware'"),
-    "not a middleware": (f"{H}:ok", f"middleware[0]: expected a geoq.Middleware subclass or instance"),
+    "not a middleware": (f"{H}:ok", "middleware[0]: expected a geoq.Middleware subclass or instance"),
     "options it rejects": ({"handler": f"{M}:Recorder", "options": {"colour": "red"}},
                            f"middleware[0]: {M}:Recorder rejected its options: TypeError"),
-    "an entry with other keys": ({"handler": f"{M}:Recorder", "option": {}}, "middleware"),
-    "an entry that is a number": (7, "middleware"),
+    "an entry with other keys": ({"handler": f"{M}:Recorder", "option": {}},
+                                 "expected a list of pkg.module:attr or {handler: "
+                                 "pkg.module:attr, options: {...}}, got entry 0 with keys handler, option"),
+    "an entry that is a number": (7, "expected a string, got entry 0: a value of type int"),
 }
 
 
