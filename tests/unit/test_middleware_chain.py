@@ -186,7 +186,8 @@ def test_before_enqueue_returning_no_job_is_reported_and_its_change_skipped(
     calls: list[str] = []
     out = Chain([Tracer("t", calls), Forgetful(), AddToPayload("after")]).before_enqueue(JOB)
     assert out.payload == {"n": 1, "after": ["n"]}
-    assert calls == ["t.before_enqueue", f"t.hook_failed(before_enqueue: returned {type(returned).__name__}, not a Job)"]
+    reported = f"t.hook_failed(before_enqueue: returned {type(returned).__name__}, not a Job)"
+    assert calls == ["t.before_enqueue", reported]
     assert "Forgetful.before_enqueue raised" in chain_errors(caplog)[0].getMessage()
 
 
