@@ -438,18 +438,29 @@ def middleware(value: Any) -> tuple[MiddlewareConfig, ...]:
         return ()
     if not isinstance(value, list):
         raise Invalid(MIDDLEWARE_FORM)
-    return tuple(_middleware_entry(item) for item in value)
+    return tuple(_middleware_entry(n, item) for n, item in enumerate(value))
 
 
 MIDDLEWARE_FORM = "a list of pkg.module:attr or {handler: pkg.module:attr, options: {...}}"
 
 
-def _middleware_entry(item: Any) -> MiddlewareConfig:
+def _middleware_entry(n: int, item: Any) -> MiddlewareConfig:
     if not isinstance(item, dict):
-        return MiddlewareConfig(handler(item), MappingProxyType({}))
+        return MiddlewareConfig(_entry_part(handler, item, f"entry {n}", show=True), MappingProxyType({}))
     if "handler" not in item or not set(item) <= {"handler", "options"}:
-        raise Invalid(MIDDLEWARE_FORM, got=f"an entry with keys {', '.join(map(str, item))}")
-    return MiddlewareConfig(handler(item["handler"]), options(item.get("options")))
+        raise Invalid(MIDDLEWARE_FORM, got=f"entry {n} with keys {', '.join(map(str, item))}")
+    return MiddlewareConfig(_entry_part(handler, item["handler"], f"entry {n}'s handler", show=True),
+                            _entry_part(options, item.get("options"), f"entry {n}'s options"))
+
+
+def _entry_part(check: Check, value: Any, where: str, show: bool = False) -> Any:
+    """check(value), its error naming the entry (the loader would describe the whole list as what it
+    got). Only a handler's text is shown: options may hold secrets."""
+    try:
+        return check(value)
+    except Invalid as e:
+        shown = repr(value)[:80] if show and isinstance(value, str) else f"a value of type {type(value).__name__}"
+        raise Invalid(e.expected, got=f"{where}: {shown}") from None
 
 
 def _no_routes() -> Mapping[str, RouteConfig]:

@@ -16,11 +16,15 @@ WORKER = ROOT / "bin" / "geoq-worker"
 
 
 def write_config(path: Path, redis_url: str, routes: Mapping[str, Any], **sections: Any) -> Path:
-    """A config file: the given routes, metrics off unless asked, plus any section overrides."""
+    """A config file: the given routes, metrics off unless asked, plus any section overrides
+    (a mapping updates its section; anything else, such as the middleware list, is the key's value)."""
     body: dict[str, Any] = {"redis": {"url": redis_url}, "metrics": {"listen": "off"},
                             "logging": {"level": "info"}, "routes": dict(routes)}
     for name, values in sections.items():
-        body.setdefault(name, {}).update(values)
+        if isinstance(values, Mapping):
+            body.setdefault(name, {}).update(values)
+        else:
+            body[name] = values
     path.write_text(yaml.safe_dump(body, sort_keys=False))
     return path
 

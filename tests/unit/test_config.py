@@ -519,6 +519,26 @@ def test_a_route_without_a_handler_is_an_error(tmp_config: MakeConfig) -> None:
                               f"expected a value: this key is required, got nothing")
 
 
+def test_middleware_entries_load_in_order_with_their_options(tmp_config: MakeConfig) -> None:
+    config = load(tmp_config, "middleware:\n  - app.hooks:Audit\n  - handler: app.hooks:Sentry\n"
+                              "    options: {dsn: x}\n")
+    assert [(m.handler, dict(m.options)) for m in config.middleware] == [
+        ("app.hooks:Audit", {}), ("app.hooks:Sentry", {"dsn": "x"})]
+
+
+@pytest.mark.parametrize("entry, got", [
+    ("[app.hooks:Audit, 7]", "entry 1: a value of type int"),
+    ("[just_a_name]", "entry 0: 'just_a_name'"),
+    ("[{handler: [a]}]", "entry 0's handler: a value of type list"),
+    ("[{handler: 'a:B', options: hunter2}]", "entry 0's options: a value of type str"),
+])
+def test_a_bad_middleware_entry_is_named_by_its_place_in_the_list(tmp_config: MakeConfig, entry: str,
+                                                                   got: str) -> None:
+    message = error_of(tmp_config(f"middleware: {entry}\n"))
+    assert ": middleware (line 1): expected a " in message and message.endswith(f", got {got}")
+    assert "hunter2" not in message   # options are never shown: they may hold secrets
+
+
 def test_a_redis_url_with_an_unknown_scheme_is_an_error(tmp_config: MakeConfig) -> None:
     path = tmp_config("redis:\n  url: http://localhost:6379/0\n")
     assert error_of(path) == (f"{path}: redis.url (line 2): expected a Redis URL with scheme redis, rediss, "
