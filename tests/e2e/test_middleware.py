@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import geoq
-from geoq import job as jobs
+from geoq.records import decode
 from geoq.broker import keys
 from tests.metrics.conftest import get, sample
 from tests.support.keyspace import assert_settled, places
@@ -125,7 +125,7 @@ def test_a_run_cut_short_by_the_stop_is_interrupted_once_and_its_job_waits_at_th
     where = places(redis_client, ["default"])
     assert (where.ready, where.scheduled, where.processing) == ({"default": 1}, {"default": 0}, {"default": 0})
     assert where.dead == {"default": []}
-    assert jobs.decode(redis_client.lindex(READY, 0), "default").id == slow.id
+    assert decode(redis_client.lindex(READY, 0), "default").id == slow.id
     assert (client.status(slow.id).state, client.status(slow.id).attempts) == ("queued", 0)   # the run did not count
     assert ledger.succeeded() == {}
 
@@ -264,7 +264,7 @@ def test_client_from_config_runs_the_configs_before_enqueue_before_the_job_is_st
     client = geoq.Client.from_config(str(config))
     job = client.enqueue("t.ok", {"n": 1})
     assert job.id.startswith("default:acme-") and job.payload == {"n": 1, "stamp": "acme"}
-    stored = jobs.decode(redis_client.lindex(READY, 0), "default")
+    stored = decode(redis_client.lindex(READY, 0), "default")
     assert (stored.id, stored.payload) == (job.id, job.payload)
     (enqueued,) = records(hooks)
     assert enqueued["hook"] == "before_enqueue" and enqueued["job"]["id"] == job.id   # after the Stamp
@@ -291,7 +291,7 @@ def test_client_middleware_changes_every_job_of_enqueue_many_and_a_raising_one_c
         assert client.status(explicit.id).state == "queued"
     assert [j.payload for j in made] == [{"n": i, "stamp": "t1"} for i in range(3)]
     assert all(j.id.startswith("default:p-") for j in made) and explicit.id == "p-mine"
-    stored = [jobs.decode(e, "default") for e in redis_client.lrange(READY, 0, -1)]
+    stored = [decode(e, "default") for e in redis_client.lrange(READY, 0, -1)]
     assert [(j.id, j.payload) for j in stored] == [(j.id, j.payload) for j in made + [explicit]]
     assert [r["job"]["id"] for r in records(hooks)] == [j.id for j in made + [explicit]]
     assert [r.getMessage().split(" raised")[0] for r in caplog.records] == ["middleware Raising.before_enqueue"]
