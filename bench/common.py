@@ -16,13 +16,17 @@ from typing import Any, Callable, Mapping, Sequence
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parents[1]
+# GEOQ_BENCH_TREE names another checkout (an older commit's `git worktree`) whose geoq and
+# bin/geoq-worker to measure with these same benchmarks: bench/compare.py alternates the two.
+ROOT = Path(os.environ.get("GEOQ_BENCH_TREE") or HERE).resolve()
 sys.path.insert(0, str(ROOT))
+sys.path.insert(1, str(HERE))
 
 # The benchmarks start the same private servers the tests do.
 from tests.support.redis_server import RedisServer  # noqa: E402,F401
 from tests.support.waiting import wait_until as _wait_until  # noqa: E402
-BENCH = ROOT / "bench"
+BENCH = HERE / "bench"
 WORKER = ROOT / "bin" / "geoq-worker"
 START_TIMEOUT = 10.0
 
@@ -59,6 +63,11 @@ class WorkerProcess:
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    def cpu_seconds(self) -> float:
+        """User plus system CPU the worker has used so far (/proc/PID/stat, clock-tick resolution)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def peak_rss_mb(self) -> float:
         """The process's high-water resident set size (VmHWM), in MiB."""

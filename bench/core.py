@@ -66,17 +66,17 @@ class Bench:
             self.client.enqueue_many([(job_type, payload)] * min(1000, count - start))
         started = time.monotonic()
         with self.worker(concurrency, job_type) as w:
-            first = self._poll_until_drained(w, count)
+            first, cpu_at_first = self._poll_until_drained(w, count)
             ended = time.monotonic()
-            rss = w.peak_rss_mb()
+            rss, cpu = w.peak_rss_mb(), w.cpu_seconds() - cpu_at_first
         done = sum(1 for _ in self.redis.scan_iter(QUEUE.done("*"), count=1000))
         if done != count:  # the queue emptied some other way than by running every job
             raise RuntimeError(f"{done} of {count} jobs left a done record")
-        return {"total": ended - started, "working": ended - first, "rss": rss}
+        return {"total": ended - started, "working": ended - first, "rss": rss, "cpu_per_job": cpu / count}
 
-    def _poll_until_drained(self, w: WorkerProcess, count: int) -> float:
-        """Poll Redis every ~20 ms; the time the ready list first shrank."""
-        first = None
+    def _poll_until_drained(self, w: WorkerProcess, count: int) -> tuple[float, float]:
+        """Poll Redis every ~20 ms; the time the ready list first shrank, and the worker's CPU then."""
+        first, cpu = None, 0.0
         while True:
             w.check_alive()
             pipe = self.redis.pipeline(transaction=False)
@@ -87,10 +87,10 @@ class Bench:
             held = sum(self.redis.llen(QUEUE.processing(wid.decode())) for wid in workers)
             now = time.monotonic()
             if first is None and ready < count:
-                first = now
+                first, cpu = now, w.cpu_seconds()
             if ready == 0 and live == 0 and held == 0:
                 assert first is not None
-                return first
+                return first, cpu
             time.sleep(POLL)
 
     def noop_drain(self) -> list[Row]:
@@ -101,6 +101,7 @@ class Bench:
              f"{r['total']:.2f} s"],
             ["1", "  same, from first fetch (ready list first shrank)", rate(count, r["working"]),
              ">= 8,000 jobs/s", verdict(count / r["working"] >= 8000)],
+            ["1", "  worker CPU per job (from first fetch)", f"{r['cpu_per_job'] * 1e6:.0f} us", "", ""],
         ]
 
     def sleep_drain(self) -> list[Row]:
@@ -115,6 +116,7 @@ class Bench:
              verdict(working >= 10_000)],
             ["2", f"  efficiency vs ideal {ideal:,.0f} jobs/s (from first fetch)", f"{working / ideal:.0%}", "", ""],
             ["2", "  worker peak RSS (VmHWM)", f"{r['rss']:.1f} MB", "< 100 MB", verdict(r["rss"] < 100)],
+            ["2", "  worker CPU per job (from first fetch)", f"{r['cpu_per_job'] * 1e6:.0f} us", "", ""],
         ]
 
     # -- 3, 4: enqueue and memory ------------------------------------------------------------
@@ -190,14 +192,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a tenth of the jobs: a smoke run")
     parser.add_argument("--profile", type=Path, help="write a py-spy flame graph of each worker to this folder")
+    parser.add_argument("--rows", default="1,2,3,4,5", help="which rows to run, e.g. 1,2 (4 needs 3)")
     args = parser.parse_args()
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()[0]
     with RedisServer() as server:
         bench = Bench(server, 10 if args.quick else 1, args.profile)
-        rows = (bench.noop_drain() + bench.sleep_drain() + bench.enqueue_single()
-                + bench.enqueue_many_and_memory() + bench.latency())
+        wanted = set(args.rows.split(","))
+        steps = {"1": bench.noop_drain, "2": bench.sleep_drain, "3": bench.enqueue_single,
+                 "4": bench.enqueue_many_and_memory, "5": bench.latency}
+        rows = [row for number, step in steps.items() if number in wanted for row in step()]
         bench.client.close()
         for spy in bench.profilers:
             spy.wait(30)
