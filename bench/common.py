@@ -54,10 +54,13 @@ class WorkerProcess:
                  env: Mapping[str, str] | None = None, args: Sequence[str] = ()) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="geoq-bench-worker-"))
         config = write_config(self.dir / "worker.yaml", redis_url, routes, concurrency)
+        self._start([str(WORKER), str(config), *args], env)
+
+    def _start(self, command: Sequence[str], env: Mapping[str, str] | None) -> None:
         self.log_path = self.dir / "worker.log"
         full_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(BENCH)]), **(env or {})}
         with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen([sys.executable, str(WORKER), str(config), *args], env=full_env,
+            self.proc = subprocess.Popen([sys.executable, *command], env=full_env,
                                          stdout=log, stderr=subprocess.STDOUT)
 
     @property
@@ -103,6 +106,14 @@ class WorkerProcess:
                 raise RuntimeError(f"worker exited with {code}:\n{self.log()}")
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class FloorProcess(WorkerProcess):
+    """bench/limit.py (the floor: geoq's Redis moves, no geoq code) in a worker's place."""
+
+    def __init__(self, redis_url: str, concurrency: int) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="geoq-bench-floor-"))
+        self._start([str(BENCH / "limit.py"), redis_url, "--concurrency", str(concurrency)], None)
 
 
 def percentile(values: Sequence[float], p: float) -> float:

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import geoq
 from geoq.broker import keys
 
-from common import RedisServer, WorkerProcess, percentile, print_table, wait_until
+from common import FloorProcess, RedisServer, WorkerProcess, percentile, print_table, wait_until
 from handlers import STARTED
 
 QUEUE = keys.queue_keys("default")
@@ -59,13 +59,14 @@ class Bench:
 
     # -- 1, 2: drain ------------------------------------------------------------------------
 
-    def drain(self, job_type: str, payload: Any, count: int, concurrency: int) -> dict[str, float]:
-        """Enqueue `count` jobs, start a worker, time until every job is settled."""
+    def drain(self, job_type: str, payload: Any, count: int, concurrency: int,
+              floor: bool = False) -> dict[str, float]:
+        """Enqueue `count` jobs, start a worker (or the floor), time until every job is settled."""
         self.fresh()
         for start in range(0, count, 1000):
             self.client.enqueue_many([(job_type, payload)] * min(1000, count - start))
         started = time.monotonic()
-        with self.worker(concurrency, job_type) as w:
+        with FloorProcess(self.server.url_for(0), concurrency) if floor else self.worker(concurrency, job_type) as w:
             first, cpu_at_first = self._poll_until_drained(w, count)
             ended = time.monotonic()
             rss, cpu = w.peak_rss_mb(), w.cpu_seconds() - cpu_at_first
@@ -95,8 +96,14 @@ class Bench:
 
     def noop_drain(self) -> list[Row]:
         count = self.n(20_000)
+        floor = self.drain("bench.noop", {}, count, concurrency=100, floor=True)
         r = self.drain("bench.noop", {}, count, concurrency=100)
+        share = floor["working"] / r["working"]
         return [
+            ["1", "  the floor (bench/limit.py: geoq's Redis moves, no geoq code), from first fetch",
+             rate(count, floor["working"]), "", f"{floor['cpu_per_job'] * 1e6:.0f} us CPU per job"],
+            ["1", "  geoq's share of the floor's rate (from first fetch)", f"{share:.0%}", ">= 70%",
+             verdict(share >= 0.7)],
             ["1", f"no-op drain, {count:,} jobs, c=100, from worker start", rate(count, r["total"]), "",
              f"{r['total']:.2f} s"],
             ["1", "  same, from first fetch (ready list first shrank)", rate(count, r["working"]),
