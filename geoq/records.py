@@ -37,6 +37,7 @@ queue nor traceback, which `DeadRecord` reads as empty).
 from __future__ import annotations
 
 import codecs
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -124,15 +125,20 @@ def from_body(body: dict[str, Any], queue: str, *, run: bool = False,
 
 
 def _from_body(body: dict[str, Any], queue: str, next_run: int, options: Mapping[str, Any] | None) -> Job:
+    # Runs for every job a worker fetches: exact type checks (`type(x) is int` also refuses a
+    # bool) and no generator for the common empty history or meta.
     job_id, job_type, runs, deaths = body["i"], body["t"], body.get("a", 0), body.get("d", 0)
-    if not isinstance(job_id, str) or not isinstance(job_type, str) or not job_id or not job_type:
+    if type(job_id) is not str or type(job_type) is not str or not job_id or not job_type:
         raise ValueError("'i' and 't' must be non-empty strings")
-    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (runs, deaths)):
+    if type(runs) is not int or type(deaths) is not int or runs < 0 or deaths < 0:
         raise ValueError("'a' and 'd' must be non-negative integers")
-    meta = body.get("c", _EMPTY)
-    if not isinstance(meta, Mapping):
+    meta = body.get("c")
+    if meta is None:
+        meta = _EMPTY
+    elif type(meta) is not dict:
         raise ValueError("'c' (meta) must be an object")
-    history = tuple((float(at), str(err)) for at, err in body.get("h", ()))
+    past = body.get("h")
+    history = tuple((float(at), str(err)) for at, err in past) if past else ()
     return Job(id=job_id, type=job_type, queue=queue, payload=body.get("p"),
                attempt=runs + next_run, enqueued_at=float(body.get("e", 0.0)), max_retries=body.get("m"),
                timeout=body.get("o"), history=history, deaths=deaths, due_at=body.get("u"), meta=meta,
@@ -211,10 +217,19 @@ def encode_done(state: str, attempts: int, last_error: str | None, result: Any, 
     """The record a finished job leaves for results.keep; TypeError or ValueError if the result is not JSON.
     It names the job's type: once the envelope is gone, nothing else in Redis does. A dead job's
     record holds its last run's traceback under "tb" (absent when there is none)."""
+    if last_error is None and reason is None and not traceback:  # every first-run success: no dict to build
+        value = b"null" if result is None else _COMPACT.encode(result).encode()
+        return b'{"s":%s,"t":%s,"a":%d,"e":null,"r":%s,"x":null}' % (_json_text(state), _json_text(job_type),
+                                                                    attempts, value)
     body = {"s": state, "t": job_type, "a": attempts, "e": last_error, "r": result, "x": reason}
     if traceback:
         body["tb"] = traceback
     return _COMPACT.encode(body).encode()
+
+
+@functools.lru_cache(maxsize=1024)  # a worker's few job types and states, encoded once
+def _json_text(text: str | None) -> bytes:
+    return _COMPACT.encode(text).encode()
 
 
 def done_type(raw: bytes) -> str | None:

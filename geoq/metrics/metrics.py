@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from geoq.config import Config
 from geoq.job import Job
 from geoq.metrics.depth import DepthCollector
-from geoq.metrics.tallies import CounterFamily, HistogramFamily
+from geoq.metrics.tallies import Buckets, Count, CounterFamily, HistogramFamily
 from geoq.middleware import HOOKS, Middleware, WorkerInfo
 from geoq.outcome import INTERRUPTED, Outcome
 
@@ -38,10 +38,22 @@ REDIS_OPS = ("fetch", "settle", "promote", "heartbeat", "scrape", "ping")
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 WAIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+SERIES_CACHED = 4096  # (type, queue, outcome) triples whose series are remembered; beyond, looked up each time
 
 
 def _nothing_in_flight() -> int:
     return 0
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _remember(cache: dict[K, V], key: K, value: V) -> V:
+    """value, kept under key unless the cache is full (names from a bad producer must not grow it)."""
+    if len(cache) < SERIES_CACHED:
+        cache[key] = value
+    return value
 
 
 class Metrics(Middleware):
@@ -59,6 +71,9 @@ class Metrics(Middleware):
         self._known_queues = frozenset(self.queues)
         self._in_flight: Callable[[], int] = in_flight or _nothing_in_flight
         self._now: Callable[[], float] = time.time   # until a worker gives its Redis-synced clock
+        self._counts: dict[tuple[str, str, str], Count] = {}
+        self._durations: dict[tuple[str, str], Buckets] = {}
+        self._waits: dict[str, Buckets] = {}
         # Depths first: a scrape's own Redis error is then counted before the error counter is read.
         self.depth = DepthCollector(None, self.queues, on_error=self.redis_error)
         self.registry.register(self.depth)
@@ -140,10 +155,22 @@ class Metrics(Middleware):
         """One delivery ended: a run (its duration observed too) or a burial as fetched."""
         if outcome.state == INTERRUPTED:
             return  # not an outcome of the job: it is back in its queue
-        job_type, queue = self.type_label(job.type), self.queue_label(job.queue)
-        self.jobs.labels(job_type, queue, outcome.label).inc()
-        if outcome.ran:
-            self.duration.labels(job_type, queue).observe(max(0.0, outcome.duration))
+        key = (job.type, job.queue, outcome.label)
+        count = self._counts.get(key) or _remember(self._counts, key, self._count_of(*key))
+        count.inc()
+        if outcome.ran:  # a series only for jobs that ran: a burial as fetched has no duration
+            pair = key[:2]
+            duration = self._durations.get(pair) or _remember(self._durations, pair, self._duration_of(*pair))
+            duration.observe(max(0.0, outcome.duration))
+
+    # The series of a (type, queue[, outcome]) are looked up once, then kept: labels() builds
+    # tuples and maps unknown names on every call, and this runs for every job.
+
+    def _count_of(self, job_type: str, queue: str, label: str) -> Count:
+        return self.jobs.labels(self.type_label(job_type), self.queue_label(queue), label)
+
+    def _duration_of(self, job_type: str, queue: str) -> Buckets:
+        return self.duration.labels(self.type_label(job_type), self.queue_label(queue))
 
     def buried(self, queue: str, job_type: str | None) -> None:
         """A dead worker's job buried by this worker's reaper after max_deliveries: no run of it ended."""
@@ -172,7 +199,9 @@ class Metrics(Middleware):
         if job.ready_at <= 0:
             return
         waited = (time.time() if now is None else now) - job.ready_at
-        self.wait.labels(self.queue_label(job.queue)).observe(max(0.0, waited))  # producers' clocks may run ahead
+        series = self._waits.get(job.queue) or _remember(self._waits, job.queue,
+                                                         self.wait.labels(self.queue_label(job.queue)))
+        series.observe(max(0.0, waited))  # producers' clocks may run ahead
 
     # -- labels --------------------------------------------------------------------------------
 

@@ -164,3 +164,14 @@ def test_a_dead_record_reads_back_what_the_worker_wrote_and_tolerates_what_reap_
 def test_queue_and_id_rules_live_in_names():
     assert names.is_queue_name("mail.eu-1") and not names.is_queue_name("{x}") and not names.is_queue_name(3)
     assert names.is_job_id("a:b/c+d=e@f") and not names.is_job_id("a b") and not names.is_job_id("x" * 201)
+
+
+@pytest.mark.parametrize("result", [None, {"ok": 1}, [1, "é"], "text"])
+def test_a_first_run_success_done_record_is_the_same_json_whichever_way_it_is_built(result):
+    fast = records.encode_done("succeeded", 1, None, result, None, "email.send")
+    slow = records.encode_done("succeeded", 1, None, result, "x", "email.send")  # a reason takes the dict path
+    assert json.loads(fast) == {**json.loads(slow), "x": None}
+    assert records.decode_done("a", fast) == records.decode_done("a", slow).__class__(
+        id="a", state="succeeded", attempts=1, result=result)
+    with pytest.raises((TypeError, ValueError)):
+        records.encode_done("succeeded", 1, None, object(), None, "email.send")
