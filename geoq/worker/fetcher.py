@@ -14,12 +14,11 @@ import logging
 import random
 import time
 from collections import Counter
-from typing import Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import gevent
 import redis
 from gevent.event import Event
-from gevent.pool import Pool
 
 from geoq.broker.broker import Broker
 from geoq.errors import BrokerError
@@ -31,6 +30,15 @@ log = logging.getLogger(__name__)
 CHECK_EVERY = 10.0  # seconds between checks of the processing list against what runs here
 
 Dispatch = Callable[[str, list[bytes]], None]
+
+
+class Slots(Protocol):
+    """What the fetcher needs of the job runners: room to wait for, and how much there is."""
+
+    def wait_available(self, timeout: float | None = None) -> Any: ...
+
+    def free_count(self) -> int: ...
+
 Holding = Callable[[str], "Counter[bytes]"]
 
 
@@ -38,7 +46,7 @@ class Fetcher:
     """The fetch loop of one worker. `dispatch(queue, envelopes)` must start every job it is given."""
 
     def __init__(self, broker: Broker, blocking: "redis.Redis", worker_id: str, queues: Sequence[str],
-                 weights: Sequence[float] | None, pool: Pool, dispatch: Dispatch, *, batch: int,
+                 weights: Sequence[float] | None, pool: Slots, dispatch: Dispatch, *, batch: int,
                  block_timeout: float, holding: Holding, events: Chain = NO_EVENTS) -> None:
         self.broker, self.blocking, self.worker_id = broker, blocking, worker_id
         self.queues, self.weights = list(queues), list(weights) if weights else None

@@ -9,7 +9,6 @@ from typing import Sequence
 
 import gevent
 from gevent.event import Event
-from gevent.pool import Pool
 
 from geoq.broker.broker import Broker, Retention
 from geoq.broker.clock import RedisClock
@@ -20,10 +19,11 @@ from geoq.errors import BrokerError, RedisAuthError
 from geoq.middleware import NO_EVENTS, Chain, WorkerInfo
 from geoq.outage import Outage
 from geoq.routing import Router
-from geoq.worker.executor import Executor
+from geoq.worker.executor import Executor, Prepared
 from geoq.worker.fetcher import Fetcher
 from geoq.worker.heartbeat import Heartbeat, new_worker_id
 from geoq.worker.reaper import Reaper
+from geoq.worker.runners import Runners
 from geoq.worker.scheduler import Scheduler
 from geoq.worker.settler import Settler
 from geoq.worker.shutdown import Deadline, StopReport, hand_back, hand_back_all, log_stop, within
@@ -48,7 +48,6 @@ class Worker:
                                 max_connections=split.fetch, name=f"geoq-fetch:{self.id}")
         self.broker = Broker(self.redis)
         self.registry = Registry(self.redis, self.broker.scripts)
-        self.pool = Pool(w.concurrency)
         self.clock = RedisClock()   # synced at registration and at every beat
         self.held: dict[str, Counter[bytes]] = {q: Counter() for q in self.queues}
         retention = Retention(config.results.keep, config.dead.max_jobs, config.dead.max_age)
@@ -56,6 +55,8 @@ class Worker:
                                on_written=self._released, events=events)
         self.executor = Executor(router, self.settler.put, max_payload=w.max_payload, keep=config.results.keep,
                                  clock=self.clock.now, events=events)
+        # Runners kept waiting: two fetches' worth, so a full batch starts without spawning.
+        self.pool: Runners[Prepared] = Runners(w.concurrency, self.executor.run, idle_kept=2 * w.fetch_batch)
         self.fetcher = Fetcher(self.broker, self.blocking, self.id, self.queues, w.weights, self.pool,
                                self._dispatch, batch=w.fetch_batch, block_timeout=w.block_timeout,
                                holding=self.held.__getitem__, events=events)
@@ -186,7 +187,7 @@ class Worker:
         prepared = [self.executor.prepare(queue, e) for e in envelopes]
         self.settler.mark(queue, [self.executor.running_state(p) for p in prepared if p.route is not None])
         for p in prepared:
-            self.pool.spawn(self.executor.run, p)
+            self.pool.spawn(p)
 
     def _return_unstarted(self, queue: str, envelopes: list[bytes]) -> None:
         if hand_back(self.broker, self.id, queue, envelopes):
