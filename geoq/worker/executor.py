@@ -8,8 +8,8 @@ interrupts (state "interrupted": the job goes back to its queue, the run does no
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
-from typing import Any, Callable
+from dataclasses import replace
+from typing import Any, Callable, NamedTuple
 
 import gevent
 
@@ -25,9 +25,9 @@ from geoq.routing import Route, Router
 Settle = Callable[[str, Any], None]  # (queue, Ack | RetryLater | Bury)
 
 
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """A fetched envelope made ready to run, or already judged dead (route is None then)."""
+class Prepared(NamedTuple):
+    """A fetched envelope made ready to run, or already judged dead (route is None then).
+    A NamedTuple: built for every job fetched, and a frozen dataclass costs three times as much."""
 
     queue: str
     envelope: bytes

@@ -67,7 +67,7 @@ class Settler:
                 batch.append(self.queue.get_nowait())
             self._write(_group(batch))
             written = [(queue, item.envelope) for queue, item in batch if not isinstance(item, list)]
-            self.unwritten.subtract(queue for queue, _ in written)
+            self.unwritten.subtract(Counter(queue for queue, _ in written))  # counted in C, then per queue
             self.on_written(written)
             if self.queue.empty():
                 self._idle.set()

@@ -195,11 +195,13 @@ class Worker:
 
     def _released(self, written: Sequence[tuple[str, bytes]]) -> None:
         """These outcomes are written: their envelopes are no longer held here."""
-        for queue, envelope in written:
+        for queue, envelope in written:  # dict's own get and pop: Counter's are Python, and this runs per job
             held = self.held[queue]
-            held[envelope] -= 1
-            if held[envelope] <= 0:
-                del held[envelope]
+            left = held.get(envelope, 0) - 1
+            if left > 0:
+                held[envelope] = left
+            else:
+                held.pop(envelope, None)
 
     def _wait_for_redis(self) -> bool:
         """True once Redis answers; False if a stop is asked for first (a service manager
