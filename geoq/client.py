@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 from geoq import job as jobs
@@ -23,6 +25,8 @@ T = TypeVar("T")
 
 PRIORITIES = ("normal", "high")
 _TAIL, _HEAD = Placement("tail"), Placement("head")
+_ID_BYTES = 12   # random bytes in a generated id (96 bits: no collision in any queue's lifetime)
+_NO_OPTIONS: Mapping[str, Any] = MappingProxyType({})
 _CLOCK_RESYNC = 60.0  # seconds between TIME reads: one round trip a minute, however many enqueues
 
 
@@ -75,26 +79,36 @@ class Client:
                 meta: Mapping[str, Any] | None = None) -> Job:
         """Store one job and return it. With `id=` of a job still queued, scheduled or running,
         nothing is stored and that job is returned. `meta` travels with the job (Job.meta)."""
-        request = self._request(type, payload, queue=queue, delay=delay, at=at, priority=priority,
+        request = self._request(self._now(), type, payload, queue=queue, delay=delay, at=at, priority=priority,
                                 max_retries=max_retries, timeout=timeout, id=id, meta=meta)
         return self._store([request])[0]
 
     def enqueue_many(self, items: Iterable[tuple[str, Any] | tuple[str, Any, Mapping[str, Any]]]) -> list[Job]:
         """Store many jobs in one round trip; each item is (type, payload) or (type, payload, options)."""
-        requests = []
+        items = list(items)
+        requests, now = [], self._now()   # one enqueue time for the batch: one clock read
+        entropy = memoryview(os.urandom(_ID_BYTES * len(items)))  # the batch's ids from one system call
         for n, item in enumerate(items):
             if not isinstance(item, (tuple, list)) or len(item) not in (2, 3) or (
                     len(item) == 3 and not isinstance(item[2], Mapping)):
                 raise InvalidJob(f"enqueue_many item {n} must be (type, payload) or (type, payload, options), "
                                  f"got {item!r:.200}")
-            options = item[2] if len(item) == 3 else {}
+            options = item[2] if len(item) == 3 else _NO_OPTIONS
             try:
-                requests.append(self._request(item[0], item[1], **options))
+                requests.append(self._request(now, item[0], item[1], entropy[n * _ID_BYTES:(n + 1) * _ID_BYTES],
+                                              **options))
             except TypeError as e:  # an option enqueue() does not take
                 raise InvalidJob(f"enqueue_many item {n}: {e}") from None
         return self._store(requests)
 
-    def _request(self, type: str, payload: Any, *, queue: str | None = None,
+    def _now(self) -> float:
+        """Redis's time, rounded as the envelope stores it, so the Job returned is the Job stored."""
+        if self.clock.stale(_CLOCK_RESYNC):
+            self.clock.sync(self._redis)
+        return round(self.clock.now(), 3)
+
+    def _request(self, now: float, type: str, payload: Any, entropy: bytes | memoryview | None = None, *,
+                 queue: str | None = None,
                  delay: float | timedelta | None = None, at: datetime | float | None = None,
                  priority: str | None = None, max_retries: int | None = None,
                  timeout: float | None = None, id: str | None = None,
@@ -103,20 +117,18 @@ class Client:
             raise InvalidJob(f"job type must be a non-empty string, got {type!r}")
         route = self.config.routes.get(type)
         queue = jobs.check_queue(queue or (route.queue if route else "default"))
-        placement = _placement(delay, at, priority)
-        # Rounded as the envelope stores them, so the Job returned is the Job stored.
-        if self.clock.stale(_CLOCK_RESYNC):
-            self.clock.sync(self._redis)
-        now = round(self.clock.now(), 3)
+        placement = _TAIL if delay is None and at is None and priority is None else _placement(delay, at, priority)
         due_at = None
         if placement.where == "delay":
             due_at = round(now + (placement.value or 0.0), 3)
         elif placement.where == "at":
             due_at = round(placement.value or 0.0, 3)
-        job = Job(id=jobs.check_id(id) if id is not None else jobs.new_id(queue), type=type, queue=queue,
-                  payload=payload, enqueued_at=now, max_retries=_non_negative("max_retries", max_retries),
-                  timeout=_positive("timeout", timeout), due_at=due_at, meta=_meta(meta))
-        return _Request(self.middleware.before_enqueue(job), placement)
+        job = Job(id=jobs.check_id(id) if id is not None else jobs.new_id(queue, entropy), type=type, queue=queue,
+                  payload=payload, enqueued_at=now,
+                  max_retries=None if max_retries is None else _non_negative("max_retries", max_retries),
+                  timeout=None if timeout is None else _positive("timeout", timeout), due_at=due_at,
+                  meta=jobs.NO_META if meta is None else _meta(meta))
+        return _Request(self.middleware.before_enqueue(job) if self.middleware else job, placement)
 
     def _store(self, requests: Sequence[_Request]) -> list[Job]:
         limit = self.config.worker.max_payload

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 import redis
 from redis.exceptions import NoScriptError
@@ -114,7 +114,8 @@ class Broker:
     # -- producing -----------------------------------------------------------------------------
 
     def enqueue(self, batches: Mapping[str, Sequence[NewJob]], chunk: int = 500) -> dict[str, list[bool]]:
-        """Store new jobs, one script call per queue chunk, all in one round trip.
+        """Store new jobs, one script call per run of jobs with one placement in a queue (at most
+        `chunk` jobs, which bounds how long one call holds Redis), all in one round trip, in order.
 
         Returns per queue one flag per job: True stored, False the id was already
         live (nothing written), so repeating a failed enqueue is always safe.
@@ -122,12 +123,9 @@ class Broker:
         calls, owners = [], []
         for queue, jobs in batches.items():
             k = keys.queue_keys(queue)
-            for start in range(0, len(jobs), chunk):
-                args: list[object] = []
-                for job in jobs[start:start + chunk]:
-                    value = "" if job.placement.value is None else repr(job.placement.value)
-                    args += [job.id, job.envelope, job.placement.where, value]
-                calls.append(Call("enqueue", (k.ready, k.scheduled, k.state), args))
+            for placement, envelopes in _runs(jobs, chunk):
+                value = "" if placement.value is None else repr(placement.value)
+                calls.append(Call("enqueue", (k.ready, k.scheduled, k.state), [placement.where, value, *envelopes]))
                 owners.append(queue)
         out: dict[str, list[bool]] = {queue: [] for queue in batches}
         with redis_errors("enqueue"):
@@ -338,6 +336,20 @@ def drop_dead(client: "redis.Redis", scripts: Scripts, step: Call, op: str) -> i
         dropped += int(n)
         if not over:
             return dropped
+
+
+def _runs(jobs: Sequence[NewJob], most: int) -> Iterator[tuple[Placement, list[bytes]]]:
+    """Consecutive jobs with one placement, at most `most` at a time, in order."""
+    run: list[bytes] = []
+    placement = jobs[0].placement if jobs else Placement()
+    for job in jobs:
+        if run and ((job.placement is not placement and job.placement != placement) or len(run) >= most):
+            yield placement, run
+            run = []
+        placement = job.placement
+        run.append(job.envelope)
+    if run:
+        yield placement, run
 
 
 def _bulk(envelope: bytes) -> bytes | memoryview:
