@@ -9,10 +9,11 @@ from typing import Any
 from geoq import job as jobs
 from geoq.admin import render
 from geoq.admin.dead import dead_status, find
-from geoq.admin.errors import EXIT_OK, NotFound
+from geoq.admin.errors import NotFound
 from geoq.admin.records import DeadRecord
 from geoq.admin.session import Session
 from geoq.errors import InvalidJob
+from geoq.exits import EXIT_OK
 from geoq.job import JobStatus
 
 
