@@ -17,10 +17,11 @@ from typing import Callable, NoReturn, Sequence
 import redis
 
 from geoq.admin import commands, dead, lookup, render
-from geoq.admin.errors import EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_USAGE, CommandError, UsageError
+from geoq.admin.errors import CommandError, UsageError
 from geoq.admin.session import Session, resolve_config
 from geoq.broker.errors import translate
 from geoq.errors import ConfigError, InvalidJob, PayloadTooLarge, RedisAuthError, RedisUnavailable
+from geoq.exits import EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_USAGE
 from geoq.units import parse_duration
 
 PROG = "geoq"

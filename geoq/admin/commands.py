@@ -11,11 +11,12 @@ from typing import Any, Sequence
 
 from geoq import job as jobs
 from geoq.admin import render
-from geoq.admin.errors import EXIT_OK, NotFound, UsageError
+from geoq.admin.errors import NotFound, UsageError
 from geoq.admin.session import Session
 from geoq.broker.admin import WorkerEntry
 from geoq.broker.inspect import Depth
 from geoq.errors import RedisUnavailable
+from geoq.exits import EXIT_OK
 
 _CLEAR = "\x1b[H\x1b[2J"
 

@@ -9,10 +9,11 @@ from typing import Any, Iterable, Iterator, Sequence
 from geoq import job as jobs
 from geoq import records
 from geoq.admin import render
-from geoq.admin.errors import EXIT_OK, NotFound, UsageError
+from geoq.admin.errors import NotFound, UsageError
 from geoq.admin.revive import read, revival
 from geoq.admin.session import Session
 from geoq.broker.admin import GONE, LIVE, REVIVED, DeadEntry, Revival
+from geoq.exits import EXIT_OK
 from geoq.job import JobStatus
 from geoq.records import DeadRecord
 

@@ -9,8 +9,7 @@
 from __future__ import annotations
 
 from geoq.errors import GeoqError
-
-EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+from geoq.exits import EXIT_NOT_FOUND, EXIT_USAGE
 
 
 class CommandError(GeoqError):

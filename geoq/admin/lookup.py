@@ -10,9 +10,10 @@ from geoq import job as jobs
 from geoq import records
 from geoq.admin import render
 from geoq.admin.dead import dead_status, find
-from geoq.admin.errors import EXIT_OK, NotFound
+from geoq.admin.errors import NotFound
 from geoq.admin.session import Session
 from geoq.errors import InvalidJob
+from geoq.exits import EXIT_OK
 from geoq.job import JobStatus
 from geoq.records import DeadRecord
 

@@ -44,16 +44,16 @@ import ssl
 import threading
 import time
 from collections import OrderedDict
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Mapping
 from urllib.parse import SplitResult, quote, unquote, urlsplit
 
-from geoq.config.schema import Invalid, boolean, duration, integer, size
-from geoq.handlers.pools import bounded_semaphore, looks_open
+from geoq.config.schema import Check, Invalid, boolean, duration, integer, size
 from geoq.errors import ConfigError, Fail, Retry
 from geoq.handlers.netguard import NetGuard, RefusedAddress
+from geoq.handlers.options import checked
+from geoq.handlers.pools import ConnectionPool, Stale, discard
 from geoq.job import Job
 
 __all__ = ["Fetch", "FetchOptions", "fetch"]
@@ -79,38 +79,38 @@ class FetchOptions:
                 f"max_body={self.max_body}, headers=<{len(self.headers)} hidden>, guard={self.guard})")
 
 
-_CHECKS: dict[str, Callable[[Any], Any]] = {
+def _host_patterns(value: Any) -> list[str]:
+    """allow_hosts: one pattern or a list of them; null or empty: none. NetGuard.build checks each."""
+    patterns = value or []
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    if not isinstance(patterns, list):
+        raise Invalid("a list of host patterns")
+    return patterns
+
+
+def _default_headers(value: Any) -> MappingProxyType[str, str]:
+    return MappingProxyType(_headers(value, "option 'headers'", ConfigError))  # its values never shown
+
+
+_CHECKS: dict[str, Check] = {
     "timeout": duration(positive=True),
     "max_connections": integer(1),
     "max_body": size(0, "0"),
+    "headers": _default_headers,
+    "allow_hosts": _host_patterns,
     "block_private_networks": boolean,
 }
 
 
 def parse_options(given: Mapping[str, Any]) -> FetchOptions:
     """Route options -> FetchOptions; ConfigError naming the option for anything wrong."""
-    known = set(_CHECKS) | {"headers", "allow_hosts"}
-    unknown = sorted(set(given) - known)
-    if unknown:
-        raise ConfigError(f"unknown option {unknown[0]!r}; expected some of {', '.join(sorted(known))}")
-    values: dict[str, Any] = {}
-    for name, check in _CHECKS.items():
-        if name in given:
-            try:
-                values[name] = check(given[name])
-            except Invalid as e:
-                raise ConfigError(f"option {name!r}: expected {e.expected}, got {given[name]!r}") from None
-    allow = given.get("allow_hosts") or []
-    if isinstance(allow, str):
-        allow = [allow]
-    if not isinstance(allow, list):
-        raise ConfigError(f"option 'allow_hosts': expected a list of host patterns, got {allow!r}")
+    values = checked(given, _CHECKS)
     try:
-        guard = NetGuard.build(allow, values.pop("block_private_networks", False))
+        guard = NetGuard.build(values.pop("allow_hosts", []), values.pop("block_private_networks", False))
     except ValueError as e:
         raise ConfigError(f"option {e}") from None
-    headers = _headers(given.get("headers"), "option 'headers'", ConfigError)
-    return FetchOptions(guard=guard, headers=MappingProxyType(headers), **values)
+    return FetchOptions(guard=guard, **values)
 
 
 # --- the request a job asks for ------------------------------------------------------
@@ -300,47 +300,7 @@ def network_error(request: Request, error: BaseException) -> Retry:
 # --- connections ---------------------------------------------------------------------------
 
 
-class HostPool:
-    """At most `size` connections to one origin, reused newest first.
-
-    Built on the threading module: thread-safe in a plain program, and in the
-    monkeypatched worker a job waiting for a connection blocks only its greenlet.
-    """
-
-    def __init__(self, size: int, make: Callable[[], http.client.HTTPConnection]) -> None:
-        self._slots = bounded_semaphore(size)
-        self._idle: list[http.client.HTTPConnection] = []
-        self._make = make
-        self.closed = False
-
-    @contextmanager
-    def slot(self) -> Iterator[None]:
-        with self._slots:
-            yield
-
-    def take(self) -> http.client.HTTPConnection | None:
-        """An idle connection the server has not closed, or None."""
-        while self._idle:
-            conn = self._idle.pop()
-            if looks_open(conn.sock):
-                return conn
-            conn.close()
-        return None
-
-    def new(self) -> http.client.HTTPConnection:
-        return self._make()
-
-    def give(self, conn: http.client.HTTPConnection) -> None:
-        if self.closed:
-            conn.close()
-        else:
-            self._idle.append(conn)
-
-    def close(self) -> None:
-        self.closed = True
-        while self._idle:
-            self._idle.pop().close()
-
+HostPool = ConnectionPool[http.client.HTTPConnection]  # the connections to one origin
 
 
 class HostPools:
@@ -381,10 +341,6 @@ class HostPools:
             self._pools.clear()
 
 
-class _Stale(Exception):
-    """A reused connection turned out closed before the server answered: a fresh one may try again."""
-
-
 def exchange(conn: http.client.HTTPConnection, request: Request, max_body: int, reused: bool
              ) -> tuple[http.client.HTTPResponse, bytes, bool]:
     """Send the request and read at most max_body bytes of the answer: (response, body, truncated)."""
@@ -396,7 +352,7 @@ def exchange(conn: http.client.HTTPConnection, request: Request, max_body: int, 
         response = conn.getresponse()
     except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as e:
         if reused:
-            raise _Stale() from e
+            raise Stale("connection closed before the server answered") from e
         raise
     if request.method == "HEAD":
         data = b""
@@ -424,20 +380,12 @@ class Fetch:
     def __call__(self, job: Job) -> dict[str, Any]:
         request = parse_request(job.payload, self.options)
         pool = self.pools.get(request.origin)
-        with pool.slot():
-            conn = pool.take()
-            try:
-                if conn is not None:
-                    try:
-                        response, body, truncated = self._on(pool, conn, request, reused=True)
-                    except _Stale:  # the server closed it while idle: nothing was answered, go again
-                        response, body, truncated = self._on(pool, pool.new(), request, reused=False)
-                else:
-                    response, body, truncated = self._on(pool, pool.new(), request, reused=False)
-            except RefusedAddress as e:
-                raise Fail(f"{e} (url {request.shown})") from None
-            except (OSError, http.client.HTTPException) as e:
-                raise network_error(request, e) from None
+        try:  # the pool replaces a reused connection the server closed while idle (nothing was answered)
+            response, body, truncated = pool.use(lambda conn, reused: self._on(pool, conn, request, reused=reused))
+        except RefusedAddress as e:
+            raise Fail(f"{e} (url {request.shown})") from None
+        except (OSError, http.client.HTTPException) as e:
+            raise network_error(request, e) from None
         judge(request, response.status, response.reason or "", response.getheader("retry-after"), time.time())
         headers = {name: response.headers[name] for name in KEPT_HEADERS if name in response.headers}
         return {"status": response.status, "headers": headers,
@@ -455,7 +403,7 @@ class Fetch:
             if keep:
                 pool.give(conn)
             else:  # unread body, a timeout, an error, or a server that will close: never reuse
-                conn.close()
+                discard(conn)
 
     def close(self) -> None:
         """Close idle connections (the worker simply exits; tests and scripts may call this)."""

@@ -40,14 +40,14 @@ import email.utils
 import os
 import smtplib
 import ssl
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Mapping
 
-from geoq.config.schema import Invalid, boolean, duration, integer
-from geoq.handlers.pools import bounded_semaphore, looks_open
+from geoq.config.schema import Check, boolean, duration, integer, optional_text
 from geoq.errors import ConfigError, Fail, Retry
+from geoq.handlers.options import checked
+from geoq.handlers.pools import ConnectionPool, Stale, discard
 from geoq.job import Job
 
 __all__ = ["Send", "SmtpOptions", "send"]
@@ -76,34 +76,17 @@ class SmtpOptions:
     verify: bool = True
 
 
-def _text(value: Any) -> str | None:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise Invalid("a string")
-    return value
-
-
-_CHECKS: dict[str, Callable[[Any], Any]] = {
-    "host": _text, "port": integer(1), "ssl": boolean, "starttls": boolean, "username": _text,
-    "password": _text, "timeout": duration(positive=True), "from": _text, "max_connections": integer(1),
-    "ca_file": _text, "verify": boolean,
+_CHECKS: dict[str, Check] = {  # "" and null mean "not set" for the texts
+    "host": optional_text, "port": integer(1), "ssl": boolean, "starttls": boolean, "username": optional_text,
+    "password": optional_text, "timeout": duration(positive=True), "from": optional_text,
+    "max_connections": integer(1), "ca_file": optional_text, "verify": boolean,
 }
 
 
 def parse_options(given: Mapping[str, Any]) -> SmtpOptions:
     """Route options -> SmtpOptions; ConfigError naming the option (never a password's value)."""
-    unknown = sorted(set(given) - set(_CHECKS))
-    if unknown:
-        raise ConfigError(f"unknown option {unknown[0]!r}; expected some of {', '.join(sorted(_CHECKS))}")
-    values: dict[str, Any] = {}
-    for name, value in given.items():
-        try:
-            values["sender" if name == "from" else name] = _CHECKS[name](value)
-        except Invalid as e:
-            shown = "<hidden>" if name == "password" else repr(value)
-            raise ConfigError(f"option {name!r}: expected {e.expected}, got {shown}") from None
-    values = {k: v for k, v in values.items() if v is not None}
+    values = {"sender" if name == "from" else name: value
+              for name, value in checked(given, _CHECKS, hidden={"password"}).items() if value is not None}
     values.setdefault("port", 465 if values.get("ssl") else 587 if values.get("starttls") else 25)
     options = SmtpOptions(**values)
     _check_combination(options)
@@ -230,10 +213,6 @@ def _extra_headers(value: Any) -> dict[str, str]:
 # --- one SMTP transaction -------------------------------------------------------------------
 
 
-class _Stale(Exception):
-    """The connection was gone before anything was sent: a fresh one may try again at no risk."""
-
-
 class _Reply(Exception):
     """The server refused with a reply; `keep` tells whether the connection is still good."""
 
@@ -251,16 +230,16 @@ def _reply_text(reply: bytes | str) -> str:
 
 
 def transact(conn: smtplib.SMTP, env: Envelope) -> dict[str, Any]:
-    """MAIL, RCPT for each recipient, DATA. Raises _Stale, _Reply, or the connection's own errors."""
+    """MAIL, RCPT for each recipient, DATA. Raises Stale, _Reply, or the connection's own errors."""
     options = ["SMTPUTF8"] if env.international else []
     if env.international and not conn.has_extn("smtputf8"):
         raise _Reply(553, "server does not offer SMTPUTF8, needed for a non-ASCII address", "MAIL", True)
     try:
         code, reply = conn.mail(env.sender, options)
     except (smtplib.SMTPServerDisconnected, OSError) as e:
-        raise _Stale(f"connection lost before MAIL: {type(e).__name__}") from None
+        raise Stale(f"connection lost before MAIL: {type(e).__name__}") from None
     if code == 421:
-        raise _Stale(f"server closing: SMTP 421 {_reply_text(reply)}")
+        raise Stale(f"server closing: SMTP 421 {_reply_text(reply)}")
     if code != 250:
         raise _Reply(code, _reply_text(reply), f"MAIL FROM <{env.sender}>", _reset(conn))
     accepted, refused = _recipients(conn, env)
@@ -303,40 +282,15 @@ def _reset(conn: smtplib.SMTP) -> bool:
         return False
 
 
-# --- the connection pool --------------------------------------------------------------------
+# --- new connections ------------------------------------------------------------------------
 
 
-class SmtpPool:
-    """At most `size` connections to one server, reused newest first.
-
-    Built on the threading module, so it is thread-safe in a plain program and
-    cooperative in the monkeypatched worker (where a waiting job blocks only
-    its greenlet).
-    """
+class SmtpConnector:
+    """Opens the route's SMTP sessions, for its ConnectionPool (geoq.handlers.pools)."""
 
     def __init__(self, options: SmtpOptions, tls: ssl.SSLContext | None) -> None:
         self.options = options
         self._tls = tls
-        self._slots = bounded_semaphore(options.max_connections)
-        self._idle: list[smtplib.SMTP] = []
-
-    @contextmanager
-    def slot(self) -> Iterator[None]:
-        """The right to hold one connection; waits while max_connections are busy."""
-        with self._slots:
-            yield
-
-    def take(self) -> smtplib.SMTP | None:
-        """An idle connection the server has not closed, or None."""
-        while self._idle:
-            conn = self._idle.pop()
-            if looks_open(conn.sock):
-                return conn
-            _close(conn)
-        return None
-
-    def give(self, conn: smtplib.SMTP) -> None:
-        self._idle.append(conn)
 
     def open(self) -> smtplib.SMTP:
         """A new connection, greeted, on TLS and logged in as configured; Retry when that fails."""
@@ -355,7 +309,7 @@ class SmtpPool:
         try:
             self._prepare(conn)
         except BaseException:
-            _close(conn)
+            discard(conn)
             raise
         return conn
 
@@ -380,18 +334,6 @@ class SmtpPool:
         except (smtplib.SMTPException, OSError) as e:
             raise Retry(reason=f"SMTP session set-up with {where} failed: {_describe(e)}") from None
 
-    def close(self) -> None:
-        while self._idle:
-            _close(self._idle.pop())
-
-
-
-def _close(conn: smtplib.SMTP) -> None:
-    try:
-        conn.close()
-    except OSError:
-        pass
-
 
 def _describe(error: BaseException) -> str:
     text = " ".join(str(error).split())[:300]
@@ -406,24 +348,18 @@ class Send:
 
     def __init__(self, **options: Any) -> None:
         self.options = parse_options(options)
-        self.pool = SmtpPool(self.options, _tls_context(self.options))
+        connector = SmtpConnector(self.options, _tls_context(self.options))
+        self.pool: ConnectionPool[smtplib.SMTP] = ConnectionPool(self.options.max_connections, connector.open)
 
     def __repr__(self) -> str:
         return f"Send({self.options!r})"
 
     def __call__(self, job: Job) -> dict[str, Any]:
         envelope = build_envelope(job.payload, self.options.sender)
-        with self.pool.slot():
-            conn = self.pool.take()
-            if conn is not None:
-                try:
-                    return self._send_on(conn, envelope)
-                except _Stale:
-                    pass  # closed while idle and nothing was sent: a fresh connection goes on
-            try:
-                return self._send_on(self.pool.open(), envelope)
-            except _Stale as e:
-                raise Retry(reason=str(e)) from None
+        try:  # the pool replaces a reused connection found closed; a new one closing is the server's trouble
+            return self.pool.use(lambda conn, reused: self._send_on(conn, envelope))
+        except Stale as e:
+            raise Retry(reason=str(e)) from None
 
     def _send_on(self, conn: smtplib.SMTP, envelope: Envelope) -> dict[str, Any]:
         """One transaction; the connection goes back to the pool only if it is known to be in a clean state."""
@@ -442,10 +378,11 @@ class Send:
             if keep:
                 self.pool.give(conn)
             else:
-                _close(conn)
+                discard(conn)
 
     def close(self) -> None:
-        """Close the idle connections (the worker simply exits; tests and scripts may call this)."""
+        """Close the idle connections, and each busy one as its job ends (the worker simply exits;
+        tests and scripts may call this)."""
         self.pool.close()
 
 

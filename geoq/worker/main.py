@@ -25,15 +25,12 @@ from gevent.event import Event
 from geoq import logs, names, plugins
 from geoq.config import Config, connection_split, least_connections, load_config
 from geoq.errors import ConfigError, RedisAuthError
+from geoq.exits import EXIT_CONFIG, EXIT_LEFT, EXIT_OK  # what each means: geoq.exits
 from geoq.middleware import Chain, Middleware
 from geoq.routing import Router, build_router
 
 log = logging.getLogger(__name__)
 
-# 0: stopped, every job it took finished or handed back. 2: bad config or credentials.
-# 3: stopped, but Redis did not take everything by the stop's deadline: jobs are left in the
-# worker's processing lists (and it stays registered) for another worker's reaper to return.
-EXIT_OK, EXIT_CONFIG, EXIT_LEFT = 0, 2, 3
 PARENT_CHECK = 1.0  # seconds between a child's checks that its parent is still there
 
 

@@ -19,7 +19,8 @@ When children end differently the most serious status wins: 2, then 1, then 3.
 
 A child that dies for any other reason is started again after a backoff that
 doubles while it keeps dying young. This module uses only the standard library
-(patched or not), so the loop is plain: signal handlers record, the loop acts.
+(patched or not) and the pure geoq.exits, so the loop is plain: signal handlers
+record, the loop acts.
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from geoq.exits import EXIT_CONFIG, EXIT_LEFT, EXIT_OK, EXIT_UNCLEAN  # a child's 0, 2 and 3 mean what main's do
+
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_UNCLEAN, EXIT_CONFIG, EXIT_LEFT = 0, 1, 2, 3   # a child's 0, 2 and 3 mean what main's do
 SEVERITY = (EXIT_OK, EXIT_LEFT, EXIT_UNCLEAN, EXIT_CONFIG)  # least serious first
 FIRST_DELAY = 0.5      # seconds before restarting a child that died
 MAX_DELAY = 30.0       # the doubling stops here
