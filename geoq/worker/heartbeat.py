@@ -93,6 +93,21 @@ class Heartbeat:
         if self._wake.locked():
             self._wake.release()
 
+    def ended(self, timeout: float) -> bool:
+        """Wait, letting the hub run, until the beat thread has ended; False on timeout.
+
+        The worker deregisters only after this: a beat already under way when stop() came
+        writes the worker's description back (its HSET is not conditional: a Cluster puts the
+        description and the heartbeat in different slots, so no script can join them), and
+        the deregistered worker would be listed again until a reaper removed it.
+        """
+        deadline = time.monotonic() + max(0.0, timeout)
+        while self._running.locked():
+            if time.monotonic() >= deadline:
+                return False
+            gevent.sleep(0.005)
+        return True
+
     def join(self, timeout: float) -> bool:
         """Wait (blocking the hub: call it last) until the beat thread has ended; False on timeout.
 

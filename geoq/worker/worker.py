@@ -147,6 +147,9 @@ class Worker:
         gevent.killall([*self._loops, self._fetch_loop, *self.fetcher.waiters()],
                        timeout=max(0.1, min(2.0, deadline.left())))
         if report.clean:
+            if not self.heartbeat.ended(deadline.left()):
+                log.warning("the heartbeat thread had not ended before deregistering; a beat under way may "
+                            "list this worker again until a reaper removes it")
             self._deregister(deadline)
         if not self.heartbeat.join(timeout=deadline.left()):
             log.warning("the heartbeat thread had not ended by the stop's deadline")
