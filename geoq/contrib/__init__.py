@@ -1,0 +1,1 @@
+"""Integrations with other libraries, each behind an optional extra; `import geoq` imports none."""
