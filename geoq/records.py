@@ -85,13 +85,18 @@ def encode(job: Job, max_size: int) -> bytes:
     return raw
 
 
+def meta_size(meta: Mapping[str, Any]) -> int:
+    """Bytes `meta` takes encoded, the measure META_LIMIT bounds; TypeError or ValueError if it is not JSON."""
+    return len(_COMPACT.encode(dict(meta)).encode())
+
+
 def _checked_meta(job: Job) -> Mapping[str, Any]:
     """job.meta as stored: an object of string keys, JSON, at most META_LIMIT bytes encoded."""
     meta = job.meta
     if not isinstance(meta, Mapping) or not all(isinstance(k, str) for k in meta):
         raise InvalidJob(f"meta of {job.type} must be a dict with string keys, got {meta!r:.100}")
     try:
-        size = len(_COMPACT.encode(dict(meta)).encode())
+        size = meta_size(meta)
     except (TypeError, ValueError) as e:
         raise InvalidJob(f"meta of {job.type} is not JSON-serialisable: {e}") from e
     if size > META_LIMIT:
