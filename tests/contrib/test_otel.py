@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import gevent
 import pytest
-from opentelemetry import trace
+from opentelemetry import baggage, context, trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from geoq.contrib.otel import Tracing
+from geoq import records
+from geoq.contrib.otel import Tracing, fit
 from geoq.errors import ConfigError
 from geoq.job import Job
 from geoq.outcome import DEAD, INTERRUPTED, RETRY, SUCCEEDED, Outcome
+from geoq.records import META_LIMIT
+from tests.support.otel_tracing import read
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+EXPORTER = "tests.support.otel_tracing:FileExporter"
 
 
 @pytest.fixture
@@ -105,13 +110,56 @@ def test_a_job_without_a_trace_context_starts_a_trace_of_its_own(provider, spans
     assert span.parent is None and span.context.is_valid
 
 
-def test_interrupted_runs_end_their_span_and_burials_start_none(provider, spans) -> None:
+def test_an_interrupted_run_ends_its_span_and_leaves_no_run_behind(provider, spans) -> None:
     tracing = Tracing(tracer_provider=provider)
     run(tracing, job(), Outcome(INTERRUPTED, duration=0.5))
-    tracing.after_run(job(), Outcome(DEAD, "no route for job type", reason="unknown_type"))  # never ran
     [span] = spans.get_finished_spans()
     assert span.attributes["geoq.job.outcome"] == "interrupted" and span.status.status_code == StatusCode.ERROR
+    assert tracing._runs == {} and not trace.get_current_span().get_span_context().is_valid
+
+
+def test_a_job_buried_without_a_run_gets_a_span_in_its_trace_saying_why(provider, spans) -> None:
+    tracing = Tracing(tracer_provider=provider)
+    stored = tracing.before_enqueue(job(type="email.sned"))
+    tracing.after_run(stored, Outcome(DEAD, "no route for job type 'email.sned'", reason="unknown_type"))
+    enqueue, buried = spans.get_finished_spans()
+    assert (buried.name, buried.parent.span_id, buried.context.trace_id) == (
+        "run email.sned", enqueue.context.span_id, enqueue.context.trace_id)
+    assert buried.end_time - buried.start_time < 10_000_000   # no run: a span of (almost) no length
+    assert (buried.attributes["geoq.job.outcome"], buried.attributes["geoq.job.dead_reason"]) == ("dead",
+                                                                                                  "unknown_type")
+    assert (buried.status.status_code, buried.status.description) == (StatusCode.ERROR,
+                                                                       "no route for job type 'email.sned'")
+    [event] = buried.events
+    assert dict(event.attributes) == {"exception.message": "no route for job type 'email.sned'"}
     assert tracing._runs == {}
+
+
+def test_the_trace_context_never_makes_an_enqueue_fail_by_outgrowing_the_meta(provider, spans, caplog) -> None:
+    tracing = Tracing(tracer_provider=provider)
+    big_baggage = baggage.set_baggage("b", "v" * 2000, baggage.set_baggage("a", "u" * 2500))
+    token = context.attach(big_baggage)
+    try:
+        with_baggage = tracing.before_enqueue(job(meta={"tenant": "acme"}))
+    finally:
+        context.detach(token)
+    near_limit = tracing.before_enqueue(job(meta={"pad": "p" * (META_LIMIT - 40)}))
+
+    assert set(with_baggage.meta) == {"tenant", "traceparent"}    # the baggage left out, the trace kept
+    assert near_limit.meta == {"pad": "p" * (META_LIMIT - 40)}     # no room even for the traceparent
+    for stored in (with_baggage, near_limit):
+        assert records.decode(records.encode(stored, 10**6), "default").meta == stored.meta
+    dropped = [r.getMessage() for r in caplog.records if "left out of the meta" in r.getMessage()]
+    assert dropped == ["trace context baggage left out of the meta of job default:abc (email.send, queue "
+                       f"default): it would pass the meta's {META_LIMIT} bytes (logged once)"]
+
+
+def test_fit_keeps_the_smallest_fields_that_fit_and_replaces_a_stale_context() -> None:
+    stale = {"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01", "n": 1}
+    fresh = {"traceparent": "00-" + "3" * 32 + "-" + "4" * 16 + "-01", "baggage": "k=" + "v" * META_LIMIT}
+    assert fit(stale, fresh) == ({"n": 1, "traceparent": fresh["traceparent"]}, ["baggage"])
+    assert fit({"n": 1}, {"traceparent": fresh["traceparent"]}) == ({"n": 1, "traceparent": fresh["traceparent"]},
+                                                                    [])
 
 
 def test_runs_interleaved_in_many_greenlets_each_end_their_own_span(provider, spans) -> None:
@@ -140,11 +188,65 @@ def test_runs_interleaved_in_many_greenlets_each_end_their_own_span(provider, sp
     assert tracing._runs == {}
 
 
-def test_an_exporter_that_is_not_a_span_exporter_is_a_config_error() -> None:
+def test_options_that_cannot_work_are_config_errors(provider) -> None:
     with pytest.raises(ConfigError, match="gave dict, not an opentelemetry SpanExporter"):
         Tracing(exporter="builtins:dict")
     with pytest.raises(ConfigError, match="cannot import module 'no_such_module'"):
         Tracing(exporter="no_such_module:Exporter")
+    with pytest.raises(ConfigError, match="service_name names the provider Tracing builds for an exporter"):
+        Tracing(service_name="mailer")
+    with pytest.raises(ConfigError, match="give tracer_provider or exporter, not both"):
+        Tracing(tracer_provider=provider, exporter=EXPORTER)
+
+
+# The global provider can be set once per process: each case runs in a fresh interpreter.
+GLOBAL_PROBE = r"""
+import json, logging, sys
+from opentelemetry import baggage, context, trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from geoq.contrib.otel import Tracing
+from geoq.job import Job
+from geoq.middleware import WorkerInfo
+from tests.support import otel_tracing
+
+refused = []
+logging.getLogger("opentelemetry").addHandler(type("H", (logging.Handler,), {"emit": lambda h, r: refused.append(r.getMessage())})())
+tracing = Tracing(service_name="mailer", exporter="tests.support.otel_tracing:FileExporter")
+job = Job(id="default:abc", type="email.send", queue="default", payload={}, attempt=1)
+tracing.before_enqueue(job)
+app = InMemorySpanExporter()
+if sys.argv[1] == "producer":      # the application sets its provider after its client was built
+    mine = TracerProvider()
+    mine.add_span_processor(SimpleSpanProcessor(app))
+    trace.set_tracer_provider(mine)
+    tracing.before_enqueue(job)
+else:                               # the worker: nothing else sets one
+    tracing.worker_started(WorkerInfo("w", ("default",), 1, lambda: 0.0, lambda: 0))
+    trace.get_tracer("handler").start_span("handler's own").end()
+tracing.worker_stopping(WorkerInfo("w", ("default",), 1, lambda: 0.0, lambda: 0))
+print(json.dumps({"refused": refused, "app": [s.name for s in app.get_finished_spans()],
+                  "global_is_own": trace.get_tracer_provider() is tracing._own}))
+"""
+
+
+@pytest.mark.parametrize("side", ["producer", "worker"])
+def test_the_exporters_provider_is_made_global_in_the_worker_and_never_in_a_producer(side, tmp_path) -> None:
+    spans_file = tmp_path / "spans.jsonl"
+    done = subprocess.run([sys.executable, "-c", GLOBAL_PROBE, side], capture_output=True, text=True, timeout=60,
+                          cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT),
+                                              "GEOQ_TEST_SPANS": str(spans_file)})
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.splitlines()[-1])
+    exported = sorted((r["name"], r["service"]) for r in read(str(spans_file)))
+    assert seen["refused"] == []   # OpenTelemetry logs "Overriding of current TracerProvider is not allowed"
+    if side == "producer":   # the application's provider won: the spans after it was set are its own
+        assert (seen["global_is_own"], seen["app"]) == (False, ["enqueue email.send"])
+        assert exported == [("enqueue email.send", "mailer")]
+    else:                    # the worker's provider is global: the handler's own span is exported with geoq's
+        assert seen["global_is_own"] is True and seen["app"] == []
+        assert exported == [("enqueue email.send", "mailer"), ("handler's own", "mailer")]
 
 
 PROBE = r"""
@@ -168,4 +270,4 @@ def test_import_geoq_imports_no_opentelemetry_of_its_own() -> None:
     done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
     assert done.returncode == 0, done.stderr
     importers = json.loads(done.stdout.splitlines()[-1])
-    assert not [f for f in importers if "/geoq/" in f and "site-packages" not in f], importers
+    assert not [f for f in importers if f.startswith(str(REPO_ROOT / "geoq") + os.sep)], importers

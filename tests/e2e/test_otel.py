@@ -30,11 +30,13 @@ def test_a_trace_runs_from_the_producers_request_to_every_run_in_the_worker(redi
     with provider.get_tracer("app").start_as_current_span("POST /signup") as request:
         ok = client.enqueue("t.ok", {})
         broken = client.enqueue("t.broken", {})
+        unknown = client.enqueue("t.unknown", {})   # no route in the worker: buried without a run
     spans_file = tmp_path / "spans.jsonl"
     config = write_config(tmp_path / "w.yaml", redis_url, ROUTES, middleware=[TRACING])
 
     with WorkerProcess(config, env={**ledger.env, "GEOQ_TEST_SPANS": str(spans_file)}) as worker:
-        wait_until(lambda: client.status(ok.id).state == "succeeded" and client.status(broken.id).state == "dead",
+        wait_until(lambda: client.status(ok.id).state == "succeeded" and client.status(broken.id).state == "dead"
+                   and client.status(unknown.id).state == "dead",
                    timeout=20, message="the jobs did not finish")
         assert worker.stop() == 0, worker.log()   # worker_stopping flushes the batch of spans
 
@@ -58,5 +60,12 @@ def test_a_trace_runs_from_the_producers_request_to_every_run_in_the_worker(redi
         (1, "retry"), (2, "dead")]
     assert all(r["status"] == "ERROR" and r["events"] == ["exception"] for r in failed)
     assert all(r["parent_id"] == enqueues[broken.id].context.span_id for r in failed)
+
+    [buried] = [r for r in runs if r["attributes"]["messaging.message.id"] == unknown.id]
+    assert (buried["name"], buried["parent_id"], buried["status"]) == ("run t.unknown",
+                                                                       enqueues[unknown.id].context.span_id, "ERROR")
+    assert (buried["attributes"]["geoq.job.outcome"], buried["attributes"]["geoq.job.dead_reason"]) == (
+        "dead", "unknown_type")
+    assert len(runs) == 4   # one span per run (ok 1, broken 2) and one for the burial
     settled = assert_settled(redis_client, ["default"])
-    assert [d["id"] for d in settled.dead["default"]] == [broken.id]
+    assert sorted(d["id"] for d in settled.dead["default"]) == sorted([broken.id, unknown.id])
