@@ -212,7 +212,10 @@ from geoq.middleware import WorkerInfo
 from tests.support import otel_tracing
 
 refused = []
-logging.getLogger("opentelemetry").addHandler(type("H", (logging.Handler,), {"emit": lambda h, r: refused.append(r.getMessage())})())
+class Refusals(logging.Handler):
+    def emit(self, record):
+        refused.append(record.getMessage())
+logging.getLogger("opentelemetry").addHandler(Refusals())
 tracing = Tracing(service_name="mailer", exporter="tests.support.otel_tracing:FileExporter")
 job = Job(id="default:abc", type="email.send", queue="default", payload={}, attempt=1)
 tracing.before_enqueue(job)
