@@ -155,9 +155,10 @@ def _check_options(service_name: str | None, exporter: str | None,
                    tracer_provider: trace.TracerProvider | None) -> None:
     if tracer_provider is not None and exporter is not None:
         raise ConfigError(f"{WHERE}: give tracer_provider or exporter, not both")
-    if service_name is not None and exporter is None:
-        raise ConfigError(f"{WHERE}: service_name names the provider Tracing builds for an exporter; give "
-                          "exporter too, or name your own provider's service (OTEL_SERVICE_NAME)")
+    if service_name is not None and exporter is None:  # DESIGN's own example: a warning, not a refusal
+        log.warning("%s: service_name %r names the provider Tracing builds for an exporter, and no exporter "
+                    "is given: spans go to the global provider, whose service name is its own "
+                    "(OTEL_SERVICE_NAME)", WHERE, service_name)
 
 
 def _provider(service_name: str, exporter: str) -> TracerProvider:

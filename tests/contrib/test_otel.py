@@ -188,13 +188,14 @@ def test_runs_interleaved_in_many_greenlets_each_end_their_own_span(provider, sp
     assert tracing._runs == {}
 
 
-def test_options_that_cannot_work_are_config_errors(provider) -> None:
+def test_options_that_cannot_work_are_config_errors(provider, caplog) -> None:
     with pytest.raises(ConfigError, match="gave dict, not an opentelemetry SpanExporter"):
         Tracing(exporter="builtins:dict")
     with pytest.raises(ConfigError, match="cannot import module 'no_such_module'"):
         Tracing(exporter="no_such_module:Exporter")
-    with pytest.raises(ConfigError, match="service_name names the provider Tracing builds for an exporter"):
-        Tracing(service_name="mailer")
+    with caplog.at_level("WARNING", logger="geoq.contrib.otel"):
+        Tracing(service_name="mailer")   # DESIGN.md's own example: it works, and says what it does not do
+    assert "service_name 'mailer' names the provider Tracing builds for an exporter" in caplog.text
     with pytest.raises(ConfigError, match="give tracer_provider or exporter, not both"):
         Tracing(tracer_provider=provider, exporter=EXPORTER)
 
