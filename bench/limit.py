@@ -6,9 +6,10 @@ Runs until SIGTERM, like bin/geoq-worker, so bench/core.py drains the same jobs 
 it and through geoq in one run and prints geoq's rate as a share of this one. Per batch
 it makes exactly the worker's round trips (geoq.worker.fetcher, settler; geoq.broker.broker):
 
-- the fetch: one pipeline of BLMOVE for the first job and fetch.lua for the rest;
-- the settle: one pipeline of mark.lua (each job's "running" state) and ack.lua (each job
-  out of the processing list, its state entry deleted, its done record stored);
+- the fetch: one pipeline of BLMOVE for the first job and fetch.lua for the rest (which marks
+  each job running);
+- the settle: ack.lua (each job out of the processing list, its state entry deleted, its done
+  record stored), the outcomes of a batch in one call;
 
 and spawns one greenlet per job into a bounded pool, whose run does nothing but hand its
 job to the settling greenlet. The Lua is geoq's own files, read as text; nothing is
@@ -50,7 +51,7 @@ class Floor:
         self.outcomes: Queue = Queue(maxsize=concurrency + batch)
         self.stopping = Event()
         self.sha = {name: self.redis.script_load((SCRIPTS / f"{name}.lua").read_text())
-                    for name in ("fetch", "mark", "ack")}
+                    for name in ("fetch", "ack")}
 
     def fetch_loop(self) -> None:
         self.redis.sadd(f"{TAG}:workers", self.id)  # so the bench's poll sees this processing list
@@ -59,10 +60,9 @@ class Floor:
             free = min(self.pool.free_count(), self.batch)
             pipe = self.blocking.pipeline(transaction=False)
             pipe.blmove(READY, self.processing, 1.0, "LEFT", "RIGHT")
-            if free > 1:
-                pipe.evalsha(self.sha["fetch"], 2, READY, self.processing, free - 1)
-            first, *more = pipe.execute()
-            envelopes = ([first] if first is not None else []) + (list(more[0]) if more else [])
+            pipe.evalsha(self.sha["fetch"], 3, READY, self.processing, STATE, free - 1)  # moves, marks running
+            first, more = pipe.execute()
+            envelopes = ([first] if first is not None else []) + list(more)
             self.dispatch(envelopes)
 
     def dispatch(self, envelopes: list[bytes]) -> None:
@@ -71,8 +71,6 @@ class Floor:
             match = HEADER_ID.match(envelope)
             assert match, envelope[:80]
             jobs.append((envelope, match[1].decode(), int(match[2]) + 1))
-        if jobs:
-            self.outcomes.put(("mark", jobs))
         for job in jobs:
             self.pool.spawn(self.outcomes.put, ("ack", job))  # the no-op run: its outcome, handed over
 
@@ -81,17 +79,13 @@ class Floor:
             batch = [self.outcomes.get()]
             while len(batch) < 1000 and not self.outcomes.empty():
                 batch.append(self.outcomes.get_nowait())
-            marks = [job for kind, jobs in batch if kind == "mark" for job in jobs]
-            acks = [job for kind, job in batch if kind == "ack"]
+            acks = [job for _, job in batch]
             pipe = self.redis.pipeline(transaction=False)
-            if marks:
-                args = [part for _, job_id, runs in marks for part in (job_id, f"r|{runs}||")]
-                pipe.evalsha(self.sha["mark"], 1, STATE, *args)
             if acks:
                 args = [KEEP]
-                for envelope, job_id, runs in acks:
-                    args += [envelope, job_id, b'{"s":"succeeded","t":"bench.noop","a":%d,"e":null,"r":null,'
-                                                b'"x":null}' % runs]
+                for envelope, _, runs in acks:
+                    args += [envelope, b'{"s":"succeeded","t":"bench.noop","a":%d,"e":null,"r":null,'
+                                       b'"x":null}' % runs]
                 done = [f"{TAG}:done:{job_id}" for _, job_id, _ in acks]
                 pipe.evalsha(self.sha["ack"], 2 + len(done), self.processing, STATE, *done, *args)
             pipe.execute()

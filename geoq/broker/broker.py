@@ -141,19 +141,19 @@ class Broker:
 
         A non-transactional pipeline: BLMOVE, blocking up to `block` seconds for the first job
         (none when block is None), then the fetch script, which LMOVEs the rest of the batch one
-        by one. Each move is atomic by itself, and a job stays in the processing list until it
-        is settled. `client` is a connection whose read timeout exceeds `block`.
+        by one and marks every job it moves (and BLMOVE's) running. Each move is atomic by
+        itself, and a job stays in the processing list until it is settled. `client` is a
+        connection whose read timeout exceeds `block`.
         """
         k = keys.queue_keys(queue)
         processing = k.processing(worker_id)
-        rest = Call("fetch", (k.ready, processing), [n - 1 if block else n])
+        rest = Call("fetch", (k.ready, processing, k.state), [n - 1 if block else n])
         with redis_errors("fetch"):
             if not block:
                 return list(run(client, self.scripts, [rest])[0])
             pipe = client.pipeline(transaction=False)
             pipe.blmove(k.ready, processing, block, "LEFT", "RIGHT")  # type: ignore[arg-type]  # Redis takes a float
-            if n > 1:
-                add(pipe, self.scripts, rest)
+            add(pipe, self.scripts, rest)  # with n == 1 it moves nothing, but marks BLMOVE's job
             first, *more = pipe.execute(raise_on_error=False)
             if more and isinstance(more[0], NoScriptError):  # a restarted Redis: the script never ran
                 more = run(client, self.scripts, [rest])
@@ -209,7 +209,7 @@ class Broker:
         if s.acks:
             args: list[object] = [int(r.keep)]
             for a in s.acks:
-                args += [_bulk(a.envelope), a.id, a.done]
+                args += [_bulk(a.envelope), a.done]
             done_keys = [k.done(a.id) for a in s.acks]
             calls.append((Call("ack", (processing, k.state, *done_keys), args), Settlement(s.queue, acks=s.acks)))
         if s.retries:

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 CHECK_EVERY = 10.0  # seconds between checks of the processing list against what runs here
 
-Dispatch = Callable[[str, list[bytes]], None]
+Dispatch = Callable[[str, list[bytes], bool], None]   # (queue, envelopes, strays)
 
 
 class Slots(Protocol):
@@ -115,7 +115,7 @@ class Fetcher:
         envelopes = self.broker.fetch(client, queue, self.worker_id, n, block)
         if envelopes:
             self.on_batch(len(envelopes))
-            self.dispatch(queue, envelopes)
+            self.dispatch(queue, envelopes, False)
         return len(envelopes)
 
     def _sweep(self, free: int) -> int:
@@ -175,7 +175,7 @@ class Fetcher:
             if found:
                 log.warning("found %d jobs in this worker's processing list of queue %s that it does not run "
                             "(a fetch reply or an ack lost to a Redis fault); running them", len(found), queue)
-                self.dispatch(queue, found)
+                self.dispatch(queue, found, True)
         self._checked_once = True
         self._next_check = time.monotonic() + CHECK_EVERY
         if time.monotonic() > self._unsure_until:

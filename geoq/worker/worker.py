@@ -182,13 +182,16 @@ class Worker:
 
     # -- jobs ----------------------------------------------------------------------------------
 
-    def _dispatch(self, queue: str, envelopes: list[bytes]) -> None:
+    def _dispatch(self, queue: str, envelopes: list[bytes], strays: bool = False) -> None:
         self.held[queue].update(envelopes)
         if self.stop_requested.is_set():  # fetched while stopping: straight back to the queue
             gevent.spawn(self._return_unstarted, queue, envelopes)
             return
         prepared = [self.executor.prepare(queue, e) for e in envelopes]
-        self.settler.mark(queue, [self.executor.running_state(p) for p in prepared if p.route is not None])
+        # fetch.lua marked every job running; a job with a history is marked again with its last
+        # error, as is every stray (reconciliation found it in the list: its mark may be lost).
+        self.settler.mark(queue, [self.executor.running_state(p) for p in prepared
+                                  if p.route is not None and p.job is not None and (strays or p.job.history)])
         for p in prepared:
             self.pool.spawn(p)
 

@@ -58,3 +58,19 @@ def test_a_redis_that_forgot_the_scripts_is_given_them_again_and_the_batch_is_wh
     assert broker.fetch(blocking if block else broker.client, "default", "w1", 3, block) == [b"j0", b"j1", b"j2"]
     assert redis_client.lrange(K.processing("w1"), 0, -1) == [b"j0", b"j1", b"j2"]
     assert redis_client.lrange(K.ready, 0, -1) == [b"j3", b"j4"]
+
+
+@pytest.mark.parametrize("block, n", [(None, 3), (1.0, 3), (1.0, 1)])
+def test_every_job_fetched_is_marked_running_and_no_settled_or_running_one_is_written(
+        broker, blocking, redis_client, block, n):
+    redis_client.rpush(K.processing("w1"), b'{"i":"old","a":0,"t":"t","p":null}')   # an earlier fetch's job
+    envelopes = [b'{"i":"fresh","a":0,"t":"t","p":null}', b'{"i":"again","a":2,"t":"t","p":null}',
+                 b'{"i":"gone","a":0,"t":"t","p":null}']
+    ready(redis_client, *envelopes[:n])
+    redis_client.hset(K.state, mapping={"old": "r|1||x", "fresh": "q|0||", "again": "s|2|1.000|E: boom\nTrace"})
+    client = blocking if block else broker.client
+    assert broker.fetch(client, "default", "w1", n, block) == envelopes[:n]
+    states = {k.decode(): v.decode() for k, v in redis_client.hgetall(K.state).items()}
+    marked = {"old": "r|1||x", "fresh": "r|1||", "again": "r|3||"}   # "gone" has no state: none is written
+    waiting = {"again": "s|2|1.000|E: boom\nTrace"} if n < 2 else {}
+    assert states == {**marked, **waiting}

@@ -1,7 +1,8 @@
 #!lua flags=allow-oom
 -- Settle finished jobs: remove each exact envelope from this worker's processing list.
 -- KEYS[1] processing list, KEYS[2] state hash, KEYS[3..] one done-record key per job
--- ARGV[1] keep seconds (0: store no done record); then groups of 3: envelope, id, done record
+-- ARGV[1] keep seconds (0: store no done record); then pairs: envelope, done record. The id is
+-- read from the envelope's header (geoq.records: {"i":"ID",...}): one argument fewer per job.
 -- Returns: the 1-based positions of jobs that were not in the processing list
 -- (reaped or handed back meanwhile: they belong to someone else now, nothing is written for them).
 -- allow-oom: an ack must work when Redis is full; it frees the envelope before it
@@ -9,11 +10,12 @@
 local keep = tonumber(ARGV[1])
 local fenced = {}
 local n = 0
-for i = 2, #ARGV, 3 do
+for i = 2, #ARGV, 2 do
   n = n + 1
   if redis.call('LREM', KEYS[1], 1, ARGV[i]) == 1 then
-    if ARGV[i + 1] ~= '' then redis.call('HDEL', KEYS[2], ARGV[i + 1]) end
-    if keep > 0 then redis.call('SET', KEYS[2 + n], ARGV[i + 2], 'EX', keep) end
+    local id = string.match(ARGV[i], '^{"i":"([^"]+)"')
+    if id then redis.call('HDEL', KEYS[2], id) end
+    if keep > 0 then redis.call('SET', KEYS[2 + n], ARGV[i + 1], 'EX', keep) end
   else
     fenced[#fenced + 1] = n
   end
