@@ -379,8 +379,8 @@ def _profiler(pid: int, folder: str | None, name: str) -> subprocess.Popen[bytes
         return None
     Path(folder).mkdir(parents=True, exist_ok=True)
     spy = Path(sys.executable).parent / "py-spy"
-    return subprocess.Popen([str(spy), "record", "--format", "raw", "--nonblocking", "--pid", str(pid),
-                             "-o", str(Path(folder) / f"{name}.txt")],
+    return subprocess.Popen([str(spy), "record", "--format", "raw", "--rate", "1000", "--nonblocking",
+                             "--pid", str(pid), "-o", str(Path(folder) / f"{name}.txt")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
