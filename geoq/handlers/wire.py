@@ -43,7 +43,7 @@ class Answer(NamedTuple):
 
 def request_head(method: str, target: str, host: str, headers: dict[str, str], body: bytes | None) -> bytes:
     """The request line and headers as http.client sends them: Host (unless given), Accept-Encoding:
-    identity (unless given), the headers in order, then Content-Length where http.client adds one.
+    identity (unless given), Content-Length where http.client adds one, then the headers in order.
 
     `host` is the Host header's value (host[:port]). ValueError for a header name http.client refuses,
     UnicodeEncodeError for a value outside Latin-1, as http.client raises them."""
@@ -52,14 +52,14 @@ def request_head(method: str, target: str, host: str, headers: dict[str, str], b
         lines.append(f"Host: {host}")
     if "accept-encoding" not in headers:
         lines.append("Accept-Encoding: identity")
-    for name, value in headers.items():
-        _check_name(name)
-        lines.append(f"{name}: {value}")
     if "content-length" not in headers and "transfer-encoding" not in headers:
         if body is not None:
             lines.append(f"Content-Length: {len(body)}")
         elif method in _BODY_METHODS:
             lines.append("Content-Length: 0")
+    for name, value in headers.items():
+        _check_name(name)
+        lines.append(f"{name}: {value}")
     lines.append("\r\n")
     try:
         return "\r\n".join(lines).encode("latin-1")
