@@ -49,7 +49,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 from geoq.config.schema import Check, Invalid, boolean, duration, integer, size
@@ -120,51 +120,102 @@ def parse_options(given: Mapping[str, Any]) -> FetchOptions:
 # --- the request a job asks for ------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
+class Request(NamedTuple):  # a tuple: built once per job, a third of a frozen dataclass's cost
     method: str
     origin: tuple[str, str, int]   # scheme, host, port: the pool it uses
     target: str                    # path and query, as sent
     shown: str                     # the URL as messages may show it
-    headers: dict[str, str] = field(repr=False)
-    body: bytes | None = field(repr=False)
+    headers: dict[str, str]
+    body: bytes | None
     timeout: float
     expect: frozenset[int]
-    head: bytes = field(repr=False)  # the request line and headers, as sent
+    head: bytes                    # the request line and headers, as sent
+
+    def __repr__(self) -> str:  # headers and body may hold credentials
+        return f"Request({self.method} {self.shown}, timeout={self.timeout})"
 
 
+class Origin(NamedTuple):
+    """What a URL's scheme and netloc decide, worked out once per netloc (see Origins)."""
 
-def parse_request(payload: Any, options: FetchOptions) -> Request:
-    """The payload as a Request; Fail (no retry can fix it) when it is malformed or its host refused."""
+    key: tuple[str, str, int]      # scheme, host, port: the pool it uses
+    shown: str                     # scheme://host[:port], as messages may show it
+    host_header: str
+    authorization: str | None      # Basic credentials written in the URL
+
+
+class Origins:
+    """Each netloc's Origin, for the `size` netlocs seen last.
+
+    Why: urllib's hostname and port properties parse the netloc again on each
+    read (eight reads a request), and the guard's verdict on a host name is the
+    same every time (addresses are vetted when connecting, netguard.Addresses).
+    A refused or malformed netloc is not kept."""
+
+    def __init__(self, guard: NetGuard, size: int = 1024) -> None:
+        self.guard, self.size = guard, size
+        self._kept: dict[tuple[str, str], Origin] = {}
+
+    def get(self, parts: SplitResult) -> Origin:
+        """Fail for a URL with no valid port or host or another scheme; RefusedAddress from the guard."""
+        found = self._kept.get((parts.scheme, parts.netloc))
+        if found is None:
+            found = _origin(parts, self.guard)
+            if len(self._kept) >= self.size:
+                self._kept.pop(next(iter(self._kept)), None)
+            self._kept[(parts.scheme, parts.netloc)] = found
+        return found
+
+
+def _origin(parts: SplitResult, guard: NetGuard) -> Origin:
+    try:
+        port = parts.port
+    except ValueError:  # a port out of range
+        raise Fail("payload 'url' is not a valid URL") from None
+    host = parts.hostname
+    if parts.scheme not in ("http", "https") or not host:
+        raise Fail(f"payload 'url' must be an http:// or https:// URL with a host, got scheme {parts.scheme!r}")
+    guard.check_host(host)
+    default_port = 443 if parts.scheme == "https" else 80
+    shown = f"{parts.scheme}://{f'[{host}]' if ':' in host else host}{f':{port}' if port else ''}"
+    credentials = _credentials(parts)
+    authorization = "Basic " + base64.b64encode(credentials.encode()).decode() if credentials else None
+    return Origin((parts.scheme, host, port or default_port), shown, host_header(host, port or default_port,
+                  default_port), authorization)
+
+
+_PAYLOAD_KEYS = frozenset({"url", "method", "headers", "json", "body", "timeout", "expect"})
+
+
+def parse_request(payload: Any, options: FetchOptions, origins: Origins | None = None) -> Request:
+    """The payload as a Request; Fail (no retry can fix it) when it is malformed or its host refused.
+
+    `origins` keeps what each netloc decides (a handler passes its own); without it, it is worked out anew."""
     if not isinstance(payload, dict) or not isinstance(payload.get("url"), str):
         raise Fail("payload must be an object with a 'url' string")
-    unknown = sorted(set(payload) - {"url", "method", "headers", "json", "body", "timeout", "expect"})
-    if unknown:
-        raise Fail(f"unknown payload key {unknown[0]!r}")
+    if not payload.keys() <= _PAYLOAD_KEYS:
+        raise Fail(f"unknown payload key {sorted(set(payload) - _PAYLOAD_KEYS)[0]!r}")
     parts = _split_url(payload["url"])
-    shown = _shown(parts)
     try:
-        options.guard.check_host(parts.hostname or "")
+        origin = (origins or Origins(options.guard)).get(parts)
     except RefusedAddress as e:
-        raise Fail(f"{e} (url {shown})") from None
-    headers = {"user-agent": USER_AGENT, **{k.lower(): v for k, v in options.headers.items()},
-               **{k.lower(): v for k, v in _headers(payload.get("headers"), "payload 'headers'", Fail).items()}}
-    credentials = _credentials(parts)
-    if credentials and "authorization" not in headers:
-        headers["authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode()
+        raise Fail(f"{e} (url {_shown(parts)})") from None
+    shown = origin.shown + (parts.path or "/") + ("?..." if parts.query else "")
+    headers = {"user-agent": USER_AGENT, **{k.lower(): v for k, v in options.headers.items()}}
+    if payload.get("headers") is not None:
+        headers.update({k.lower(): v for k, v in _headers(payload["headers"], "payload 'headers'", Fail).items()})
+    if origin.authorization and "authorization" not in headers:
+        headers["authorization"] = origin.authorization
     body = _body(payload, headers)
     method = payload.get("method") or ("POST" if body is not None else "GET")
     if not isinstance(method, str) or not method.isalpha():
         raise Fail(f"payload 'method' must be an HTTP method name, got {method!r}")
-    origin = (parts.scheme, parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     if not _PLAIN_TARGET.fullmatch(target):  # spaces, non-ASCII: quote what is not already valid
         target = quote(parts.path or "/", safe=_SAFE) + (f"?{quote(parts.query, safe=_SAFE)}" if parts.query else "")
     method = method.upper()
-    head = request_head(method, target, host_header(origin[1], origin[2], 443 if origin[0] == "https" else 80),
-                        headers, body)
-    return Request(method, origin, target, shown, headers, body, _timeout(payload, options),
-                   _expect(payload.get("expect")), head)
+    return Request(method, origin.key, target, shown, headers, body, _timeout(payload, options),
+                   _expect(payload.get("expect")), request_head(method, target, origin.host_header, headers, body))
 
 
 _SAFE = "/?&=%:@!$'()*+,;~-._[]"  # already-valid URL characters stay as written; spaces and non-ASCII are quoted
@@ -172,14 +223,11 @@ _PLAIN_TARGET = re.compile(r"[A-Za-z0-9/?&=%:@!$'()*+,;~._\[\]-]+")
 
 
 def _split_url(url: str) -> SplitResult:
+    """The URL's parts; its port, scheme and host are checked by Origins."""
     try:
-        parts = urlsplit(url.strip())
-        parts.port  # noqa: B018 -- raises ValueError for a port out of range
+        return urlsplit(url.strip())
     except ValueError:
         raise Fail("payload 'url' is not a valid URL") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise Fail(f"payload 'url' must be an http:// or https:// URL with a host, got scheme {parts.scheme!r}")
-    return parts
 
 
 def _shown(parts: SplitResult) -> str:
@@ -381,12 +429,13 @@ class Fetch:
     def __init__(self, **options: Any) -> None:
         self.options = parse_options(options)
         self.pools = HostPools(self.options)
+        self.origins = Origins(self.options.guard)
 
     def __repr__(self) -> str:
         return f"Fetch({self.options!r})"
 
     def __call__(self, job: Job) -> dict[str, Any]:
-        request = parse_request(job.payload, self.options)
+        request = parse_request(job.payload, self.options, self.origins)
         pool = self.pools.get(request.origin)
         try:  # the pool replaces a reused connection the server closed while idle (nothing was answered)
             answer = pool.use(lambda conn, reused: self._on(pool, conn, request, reused=reused))

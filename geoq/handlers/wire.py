@@ -119,7 +119,9 @@ class Wire:
         sock = self.sock
         if sock is None:
             raise http.client.RemoteDisconnected("connection closed")
-        sock.sendall(data)
+        sent = sock.send(data)  # a request fits the socket's buffer: one call, not sendall's layers
+        if sent < len(data):
+            sock.sendall(memoryview(data)[sent:])
         status, reason, version, headers, rest = self._head(sock)
         while 100 <= status < 200 and status != 101:  # interim answers (100 Continue, 103 ...) precede the real one
             status, reason, version, headers, rest = self._head(sock, rest)
