@@ -22,7 +22,9 @@ requests per second and client CPU seconds per 1,000 requests.
 `cpu` prints requests per worker-CPU-second, the steadiest figure on a
 shared machine: the worker process's user + system CPU (/proc/PID/stat)
 from the first request its server saw to the last job settled (Redis holds
-no job), over the requests in between. Rows: 1 HTTP with keep-alive, 2 HTTP
+no job), over the requests in between. Rows: 0 the built-in sleep handler
+(latency seconds, same concurrency: the worker's own share of a job, to
+subtract for the handler's), 1 HTTP with keep-alive, 2 HTTP
 against a server that closes every connection (`http --close` alone), 3 SMTP
 over reused connections, 4 bare gevent loops of http.client,
 geventhttpclient (when installed) and smtplib against the same servers, no
@@ -342,6 +344,24 @@ def _bench_smtp(args: argparse.Namespace, redis_server: Any) -> Window:
         return window
 
 
+def _bench_sleep(args: argparse.Namespace, redis_server: Any) -> Window:
+    """The worker's own share of a job at this concurrency: the built-in sleep handler, no I/O of its own."""
+    from geoq.broker import keys
+
+    ready = keys.queue_keys("default").ready
+    redis = redis_server.client()
+    marks: list[float] = []
+
+    def seen() -> tuple[int, float | None, float | None]:
+        taken = args.jobs - redis.llen(ready)  # a job taken from the ready list is running or done
+        if taken:
+            marks.append(time.time())
+        return taken, (marks[0] if marks else None), (marks[-1] if marks else None)
+
+    route = {"handler": "geoq.handlers.builtin:sleep"}
+    return _drive(args, redis_server, "bench.sleep", route, [{"seconds": args.latency}] * args.jobs, seen)
+
+
 def _drive(args: argparse.Namespace, redis_server: Any, job_type: str, route: dict[str, Any],
            payloads: list[dict[str, Any]], seen: Callable[[], tuple[int, float | None, float | None]]) -> Window:
     """Fill the queue, start the worker (the measured tree's, see bench/common.py), and measure from the
@@ -427,6 +447,7 @@ def _handler_rows(args: argparse.Namespace) -> list[tuple[str, str, Callable[[An
     smtp = argparse.Namespace(jobs=args.smtp_jobs, concurrency=args.concurrency, latency=args.latency,
                               max_connections=args.smtp_connections, profile=args.profile)
     return [
+        ("0", "geoq.handlers.builtin:sleep (the worker's own share of a job)", lambda r: _bench_sleep(http, r)),
         ("1", "geoq.handlers.http:fetch, keep-alive", lambda r: _bench_http(http, r, close=False)),
         ("2", "geoq.handlers.http:fetch, server closes every connection", lambda r: _bench_http(http, r, close=True)),
         ("3", "geoq.handlers.smtp:send, reused connections", lambda r: _bench_smtp(smtp, r)),
@@ -434,15 +455,15 @@ def _handler_rows(args: argparse.Namespace) -> list[tuple[str, str, Callable[[An
 
 
 def _cpu_row(number: str, name: str, w: Window) -> list[str]:
+    connections = f", {w.connections} connections" if w.connections else ""
     return [number, name, f"{w.per_cpu_second:,.0f}",
-            f"{w.cpu / w.requests * 1e6:.0f} us CPU per request, {w.requests / w.seconds:,.0f} req/s, "
-            f"{w.connections} connections"]
+            f"{w.cpu / w.requests * 1e6:.0f} us CPU per request, {w.requests / w.seconds:,.0f} req/s{connections}"]
 
 
 def _reference_rows(args: argparse.Namespace) -> list[list[str]]:
     """Bare gevent loops of requests, no geoq: what a request costs the client libraries alone."""
     rows = []
-    for client in ("http.client", "geventhttpclient"):
+    for client in ("http.client", "geventhttpclient", "geoq.handlers.wire"):
         for close in (False, True):
             server = HttpBenchServer(args.latency, close=close)
             try:
@@ -485,7 +506,8 @@ def loop(argv: list[str]) -> None:
     import gevent.pool
 
     protocol, client, port, count, concurrency, connections = argv[0], argv[1], int(argv[2]), *map(int, argv[3:])
-    make = {"http.client": _http_client_get, "geventhttpclient": _ghc_get, "smtplib": _smtplib_send}[client]
+    make = {"http.client": _http_client_get, "geventhttpclient": _ghc_get, "geoq.handlers.wire": _wire_get,
+            "smtplib": _smtplib_send}[client]
     one = make(port, connections)
     one()  # warm: imports, the first connection
     errors = 0
@@ -528,6 +550,33 @@ def _http_client_get(port: int, size: int) -> Callable[[], None]:
                 idle.append(conn)
             if r.status != 200:
                 raise RuntimeError(r.status)
+    return get
+
+
+def _wire_get(port: int, size: int) -> Callable[[], None]:
+    """The HTTP handler's client alone (the measured tree's), a prebuilt request, the same pooling."""
+    sys.path.insert(0, os.environ.get("GEOQ_BENCH_TREE") or str(ROOT))
+    import gevent.lock
+
+    from geoq.handlers.wire import Wire, request_head
+
+    slots, idle = gevent.lock.BoundedSemaphore(size), []
+    head = request_head("GET", "/bench", f"127.0.0.1:{port}", {"user-agent": "geoq"}, None)
+
+    def get() -> None:
+        with slots:
+            wire = idle.pop() if idle else Wire(socket.create_connection(("127.0.0.1", port), timeout=30))
+            try:
+                answer = wire.exchange(head, "GET", 65536)
+            except BaseException:
+                wire.close()
+                raise
+            if answer.reusable:
+                idle.append(wire)
+            else:
+                wire.close()
+            if answer.status != 200:
+                raise RuntimeError(answer.status)
     return get
 
 
@@ -594,7 +643,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     t.add_argument("--concurrency", type=int, default=1000)
     t.add_argument("--smtp-connections", type=int, default=100)
     t.add_argument("--latency", type=float, default=0.05)
-    t.add_argument("--rows", default="1,2,3,4", help="which rows to run (4: the bare client loops)")
+    t.add_argument("--rows", default="0,1,2,3,4",
+                   help="which rows to run (0: the worker's own share, a sleep handler; 4: the bare client loops)")
     t.add_argument("--profile", help="a folder for py-spy's collapsed stacks of each worker (NAME.txt)")
     return p.parse_args(argv)
 
