@@ -57,7 +57,7 @@ from geoq.errors import ConfigError, Fail, Retry
 from geoq.handlers.netguard import Addresses, NetGuard, RefusedAddress
 from geoq.handlers.options import checked
 from geoq.handlers.pools import ConnectionPool, Stale, discard
-from geoq.handlers.wire import Answer, Wire, host_header, request_head
+from geoq.handlers.wire import Answer, Wire, check_host, host_header, request_head
 from geoq.job import Job
 
 __all__ = ["Fetch", "FetchOptions", "fetch"]
@@ -391,6 +391,7 @@ class HostPools:
 
     def _connection(self, origin: tuple[str, str, int]) -> Wire:
         scheme, host, port = origin
+        check_host(host)  # where http.client checked it: a Retry as a malformed request, before any look-up
         sock = self._addresses.connect(host, port, self.options.timeout)
         if scheme == "https":
             try:

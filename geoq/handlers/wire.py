@@ -20,7 +20,7 @@ import re
 import socket
 from typing import NamedTuple
 
-__all__ = ["Answer", "Wire", "request_head"]
+__all__ = ["Answer", "Wire", "check_host", "host_header", "request_head"]
 
 RECV = 65536
 MAX_HEAD = 65536 + 100 * 1024   # http.client: 64 KiB lines, at most 100 headers
@@ -75,11 +75,15 @@ def _encode_as_http_client(request_line: str, headers: dict[str, str]) -> None:
         value.encode("latin-1")
 
 
-def host_header(host: str, port: int, default_port: int) -> str:
-    """Host's value as http.client writes it: IDNA for a non-ASCII name, [brackets] round IPv6, :port if not default."""
+def check_host(host: str) -> None:
+    """InvalidURL for a host http.client refuses to connect to (it checks when a connection is made)."""
     bad = _URL_CONTROL(host)
     if bad:
         raise http.client.InvalidURL(f"URL can't contain control characters. {host!r} (found at least {bad.group()!r})")
+
+
+def host_header(host: str, port: int, default_port: int) -> str:
+    """Host's value as http.client writes it: IDNA for a non-ASCII name, [brackets] round IPv6, :port if not default."""
     try:
         host.encode("ascii")
     except UnicodeEncodeError:

@@ -11,7 +11,7 @@ from typing import Iterator
 import pytest
 
 from geoq.handlers.netguard import Addresses, NetGuard, RefusedAddress
-from geoq.handlers.wire import Wire, host_header, request_head
+from geoq.handlers.wire import Wire, check_host, host_header, request_head
 
 GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 
@@ -162,7 +162,7 @@ def test_header_names_and_values_http_client_refuses_are_refused_with_its_error(
     with pytest.raises(UnicodeEncodeError, match="latin-1"):
         request_head("GET", "/", "x", {"x-name": "\u2603"}, None)
     with pytest.raises(http.client.InvalidURL):
-        host_header("a\x00b", 80, 80)
+        check_host("a b")
 
 
 # --- netguard.Addresses: each host's vetted answer, kept a while -----------------------------------------
