@@ -1,6 +1,7 @@
 """Two checkouts measured alternately by the same benchmark, in one run.
 
     .venv/bin/python bench/compare.py OLD_TREE [--runs 5] [--rows 1,2]
+    .venv/bin/python bench/compare.py OLD_TREE --bench io [--rows 1,2,3]   # bench/io_handlers.py cpu
 
 OLD_TREE is another checkout (e.g. `git worktree add ../old <commit>`); this one is "new".
 The machine's speed drifts by 2x from day to day and by 20% within minutes, so a figure
@@ -21,15 +22,17 @@ from collections import defaultdict
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+BENCHES = {"core": ["core.py"], "io": ["io_handlers.py", "cpu"]}  # each prints a "| # | name | figure" table
 ROW = re.compile(r"^\|\s*(\d+)\s*\|\s*(.+?)\s*\|\s*([\d,.]+)\s*(jobs/s|us|MB|%|B)?")
 
 
-def measure(tree: Path | None, rows: str) -> dict[str, float]:
+def measure(tree: Path | None, bench: str, rows: str) -> dict[str, float]:
     env = {**os.environ, "GEOQ_BENCH_TREE": str(tree)} if tree else dict(os.environ)
-    done = subprocess.run([sys.executable, str(HERE / "core.py"), "--rows", rows], env=env,
+    script, *args = BENCHES[bench]
+    done = subprocess.run([sys.executable, str(HERE / script), *args, "--rows", rows], env=env,
                           capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
-        raise SystemExit(f"bench/core.py failed for {tree or 'this tree'}:\n{done.stderr[-2000:]}")
+        raise SystemExit(f"bench/{script} failed for {tree or 'this tree'}:\n{done.stderr[-2000:]}")
     figures = {}
     for line in done.stdout.splitlines():
         match = ROW.match(line)
@@ -42,13 +45,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("old", type=Path)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--bench", choices=sorted(BENCHES), default="core")
     parser.add_argument("--rows", default="1,2")
     args = parser.parse_args()
     seen: dict[str, dict[str, list[float]]] = {"old": defaultdict(list), "new": defaultdict(list)}
     for run in range(args.runs):
         order = [("old", args.old), ("new", None)]
         for name, tree in order if run % 2 == 0 else reversed(order):
-            for figure, value in measure(tree, args.rows).items():
+            for figure, value in measure(tree, args.bench, args.rows).items():
                 seen[name][figure].append(value)
     print(f"{'figure':60} {'old':>10} {'new':>10} {'new/old':>8}   (medians of {args.runs} runs each)")
     for figure, values in seen["new"].items():

@@ -16,15 +16,18 @@ Two independent rules, both applied when set:
 The block is checked on the addresses a connection is actually made to
 (`connect` opens sockets only to the addresses `resolve` vetted), so a name
 whose DNS answer changes between check and connect (DNS rebinding) is
-refused as well.
+refused as well. `Addresses` keeps each host's vetted answer for a while and
+connects only to it (the answer is pinned), so a rebinding answer is vetted
+like any other before any socket is opened to it.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+import time
 from dataclasses import dataclass
-from typing import Iterable, Union
+from typing import Any, Callable, Iterable, Union
 
 from geoq.errors import GeoqError
 
@@ -152,32 +155,26 @@ class NetGuard:
         Every address of the answer must pass, not only the first: a client may
         fall back to any of them.
         """
-        infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
-        addresses: list[str] = []
-        for _family, _type, _proto, _name, sockaddr in infos:
-            text = str(sockaddr[0])
-            if text not in addresses:
-                addresses.append(text)
+        return [str(sockaddr[0]) for _family, sockaddr in self.vetted(host, port)]
+
+    def vetted(self, host: str, port: int) -> list[tuple[int, tuple[Any, ...]]]:
+        """resolve's answer as (address family, socket address) pairs, each address once, in DNS order."""
+        found: dict[str, tuple[int, tuple[Any, ...]]] = {}
+        for family, _type, _proto, _name, sockaddr in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
+            found.setdefault(str(sockaddr[0]), (int(family), tuple(sockaddr)))
         if self.block_private_networks:
-            for text in addresses:
+            for text in found:
                 ip = parse_ip(text)
                 if ip is None:
                     raise RefusedAddress(f"host {normalise_host(host)!r} resolves to {text!r}, which is not an address")
                 self._check_address(normalise_host(host), ip)
-        return addresses
+        return list(found.values())
 
     def connect(self, address: tuple[str, int], timeout: float | None = None,
                 source_address: tuple[str, int] | None = None) -> socket.socket:
         """socket.create_connection, but only to addresses `resolve` vetted (a drop-in for http.client)."""
         host, port = address
-        error: OSError | None = None
-        for ip in self.resolve(host, port):
-            try:
-                return socket.create_connection((ip, port), timeout, source_address)
-            except OSError as e:
-                error = e
-        assert error is not None  # getaddrinfo answers at least one address or raises
-        raise error
+        return open_socket(self.vetted(host, port), timeout, source_address)
 
     @staticmethod
     def _check_address(host: str, ip: IPAddress) -> None:
@@ -186,3 +183,54 @@ class NetGuard:
             return
         target = str(ip) if parse_ip(host) is not None else f"{host!r}, which resolves to {ip}"
         raise RefusedAddress(f"block_private_networks refuses {target}: {why}")
+
+
+def open_socket(addresses: list[tuple[int, tuple[Any, ...]]], timeout: float | None,
+                source_address: tuple[str, int] | None = None) -> socket.socket:
+    """A socket connected to the first of `addresses` that accepts (socket.create_connection's fallback,
+    with no look-up: the addresses are already vetted); the last failure when none does."""
+    error: OSError | None = None
+    for family, sockaddr in addresses:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            if source_address:
+                sock.bind(source_address)
+            sock.connect(sockaddr)
+            return sock
+        except OSError as e:
+            sock.close()
+            error = e
+    assert error is not None  # getaddrinfo answers at least one address or raises
+    raise error
+
+
+class Addresses:
+    """Each host's vetted addresses (NetGuard.vetted), kept `ttl` seconds, for the `size` hosts looked up last.
+
+    Why: a look-up per connection goes through gevent's resolver (a thread pool round trip even
+    for an address written out), which cost a fifth of the CPU of a request on a connection
+    the server closes. Only vetted answers are kept, and sockets open only to them; a refusal
+    or a failed look-up is not kept, so the next job asks again.
+    """
+
+    def __init__(self, guard: NetGuard, ttl: float = 30.0, size: int = 1024,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.guard, self.ttl, self.size, self._clock = guard, ttl, size, clock
+        self._kept: dict[tuple[str, int], tuple[float, list[tuple[int, tuple[Any, ...]]]]] = {}
+
+    def lookup(self, host: str, port: int) -> list[tuple[int, tuple[Any, ...]]]:
+        """host:port's vetted (family, socket address) pairs, from the cache while fresh."""
+        now = self._clock()
+        kept = self._kept.get((host, port))
+        if kept is not None and kept[0] > now:
+            return kept[1]
+        addresses = self.guard.vetted(host, port)  # raises RefusedAddress or OSError: nothing kept
+        self._kept.pop((host, port), None)
+        if len(self._kept) >= self.size:
+            self._kept.pop(next(iter(self._kept)), None)  # the oldest entry
+        self._kept[(host, port)] = (now + self.ttl, addresses)
+        return addresses
+
+    def connect(self, host: str, port: int, timeout: float | None) -> socket.socket:
+        return open_socket(self.lookup(host, port), timeout)
