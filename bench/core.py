@@ -128,6 +128,21 @@ class Bench:
             ["2", "  worker CPU per job (from first fetch)", f"{r['cpu_per_job'] * 1e6:.0f} us", "", ""],
         ]
 
+    def wide_sleep_drain(self) -> list[Row]:
+        """Ten thousand greenlets: 1 s sleeps at c=10,000, the shape of slow I/O at scale."""
+        count, concurrency, seconds = self.n(100_000), 10_000, 1.0
+        r = self.drain("bench.sleep", {"seconds": seconds}, count, concurrency)
+        ideal = concurrency / seconds
+        working = count / r["working"]
+        return [
+            ["6", f"1 s sleep drain, {count:,} jobs, c=10,000, from first fetch", rate(count, r["working"]),
+             "", f"ideal {ideal:,.0f} jobs/s"],
+            ["6", "  efficiency vs ideal (from first fetch)", f"{working / ideal:.0%}", ">= 75%",
+             verdict(working / ideal >= 0.75)],
+            ["6", "  worker peak RSS (VmHWM)", f"{r['rss']:.1f} MB", "<= 150 MB", verdict(r["rss"] <= 150)],
+            ["6", "  worker CPU per job (from first fetch)", f"{r['cpu_per_job'] * 1e6:.0f} us", "", ""],
+        ]
+
     # -- 3, 4: enqueue and memory ------------------------------------------------------------
 
     def enqueue_single(self) -> list[Row]:
@@ -219,7 +234,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a tenth of the jobs: a smoke run")
     parser.add_argument("--profile", type=Path, help="write a py-spy flame graph of each worker to this folder")
-    parser.add_argument("--rows", default="1,2,3,4,5", help="which rows to run, e.g. 1,2 (4 needs 3)")
+    parser.add_argument("--rows", default="1,2,3,4,5,6", help="which rows to run, e.g. 1,2")
     args = parser.parse_args()
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
@@ -228,7 +243,7 @@ def main() -> int:
         bench = Bench(server, 10 if args.quick else 1, args.profile)
         wanted = set(args.rows.split(","))
         steps = {"1": bench.noop_drain, "2": bench.sleep_drain, "3": bench.enqueue_single,
-                 "4": bench.enqueue_many_and_memory, "5": bench.latency}
+                 "4": bench.enqueue_many_and_memory, "5": bench.latency, "6": bench.wide_sleep_drain}
         rows = [row for number, step in steps.items() if number in wanted for row in step()]
         bench.client.close()
         for spy in bench.profilers:
