@@ -14,6 +14,7 @@
     ├── admin.errors.CommandError   an admin command cannot do what was asked
     │   ├── UsageError         bad arguments or input (CLI exit 2)
     │   └── NotFound           what was asked for does not exist (CLI exit 1)
+    ├── LimitKeyError          a job's payload lacks what its route's limits.per_key.key reads (fails at once)
     └── handlers.netguard.RefusedAddress   a URL's host is not allowed (the job fails at once)
 
 Handler signals are not errors of geoq but requests from a handler, so they
@@ -21,6 +22,8 @@ derive from Exception directly and are caught by the executor:
 
     Retry(delay=...)           retry at a chosen time (a run like any other: counts toward max_retries)
     Fail(reason)               dead-letter at once, no retries
+    Throttled(delay=...)       a Retry: the other end asked us to slow down (HTTP 429/503, SMTP 421/451);
+                               a route with `limits.adaptive` pauses the job's limit key instead
 """
 
 from __future__ import annotations
@@ -105,3 +108,17 @@ class Fail(Exception):
     def __init__(self, reason: str = "failed") -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class Throttled(Retry):
+    """The server a built-in handler talked to asked us to slow down: HTTP 429, 503 with
+    Retry-After, SMTP 421 or 451. `delay` is the time it asked for (None: it named none).
+
+    On a route without `limits.adaptive` it is a Retry like any other. On an adaptive route the
+    worker pauses the job's limit key for every worker instead (geoq.limits.pause_for) and puts
+    the job back to wait for the pause's end, without counting the run as an attempt.
+    """
+
+
+class LimitKeyError(GeoqError):
+    """A job's payload lacks what its route's `limits.per_key.key` reads: the job fails at once."""

@@ -22,6 +22,8 @@ Worker events (geoq's metrics use them; rarely needed elsewhere)::
     fenced(count)                  outcomes dropped: their jobs were no longer this worker's
     reaped(count)                  jobs this worker's reaper returned from dead workers
     buried(queue, job_type)        a dead worker's job buried after max_deliveries (no run of it ended)
+    limited(route, limit)          a job held back by a route's limit (rate, concurrency, key_rate,
+                                   key_concurrency) or paused with its key (paused_key)
     hook_failed(hook, error)       another middleware's hook raised
 
 A hook that raises is logged and reported to ``hook_failed`` (which geoq's
@@ -50,7 +52,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HOOKS = ("before_enqueue", "worker_started", "before_run", "after_run", "worker_stopping",
-         "fetched", "redis_error", "fenced", "reaped", "buried", "hook_failed")
+         "fetched", "redis_error", "fenced", "reaped", "buried", "hook_failed", "limited")
 REVERSED = frozenset({"after_run", "worker_stopping"})
 REPEAT_LOG = 60.0   # seconds between log lines for a hook that keeps raising
 
@@ -104,6 +106,9 @@ class Middleware:
         pass
 
     def hook_failed(self, hook: str, error: BaseException) -> None:
+        pass
+
+    def limited(self, route: str, limit: str) -> None:
         pass
 
 
@@ -192,6 +197,9 @@ class Chain:
 
     def buried(self, queue: str, job_type: str | None) -> None:
         self._call("buried", queue, job_type)
+
+    def limited(self, route: str, limit: str) -> None:
+        self._call("limited", route, limit)
 
     # -- failures -------------------------------------------------------------------------------
 

@@ -8,8 +8,10 @@ from typing import Any, Callable, Mapping
 
 from geoq import plugins
 from geoq.config import Config, RouteConfig
+from geoq.config.schema import LimitsConfig
 from geoq.errors import ConfigError
 from geoq.job import Job
+from geoq.limits import LimitSpec
 from geoq.outcome import RetryPolicy
 
 Handler = Callable[[Job], Any]
@@ -25,6 +27,7 @@ class Route:
     timeout: float
     retry: RetryPolicy
     options: Mapping[str, Any]
+    limit: LimitSpec | None = None   # None: the route sets no limit, and its jobs pay nothing for limits
 
 
 class Router:
@@ -61,4 +64,14 @@ def _build_route(path: str, rc: RouteConfig) -> Route:
         raise ConfigError(f"{where}: {rc.handler} instances are not callable")
     b = rc.backoff
     return Route(type=rc.type, queue=rc.queue, handler=handler, timeout=rc.timeout,
-                 retry=RetryPolicy(rc.max_retries, b.base, b.max, b.jitter), options=rc.options)
+                 retry=RetryPolicy(rc.max_retries, b.base, b.max, b.jitter), options=rc.options,
+                 limit=limit_spec(rc.type, rc.limits))
+
+
+def limit_spec(route: str, c: LimitsConfig) -> LimitSpec | None:
+    """The route's limits, or None when its `limits` block sets none (adaptive alone is a limit:
+    it pauses the whole route)."""
+    if not c.any:
+        return None
+    k = c.per_key
+    return LimitSpec(route, c.rate, c.concurrency, k.key, k.rate, k.concurrency, c.adaptive, c.pause, c.max_pause)

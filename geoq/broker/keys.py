@@ -8,6 +8,7 @@ different queues spread across the cluster.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -79,6 +80,64 @@ def heartbeat(worker_id: str) -> str:
 
 def queue_keys(name: str) -> QueueKeys:
     return QueueKeys(name)
+
+
+@dataclass(frozen=True, slots=True)
+class LimitKeys:
+    """The keys of one route's limits (geoq.limits), all under the hash tag ``{limit:ROUTE}``.
+
+    Per route, not per queue: a route's jobs may come from several queues, and one
+    limit script checks the route's counters and its per-key counters together, so
+    they must share one Redis Cluster slot. A job type with a brace in its name (which
+    would end the tag early) is tagged by its digest instead. None of these names ends
+    in ready, scheduled, dead or processing, so nothing takes them for a queue's keys.
+    """
+
+    route: str
+
+    @property
+    def tag(self) -> str:
+        name = self.route if "{" not in self.route and "}" not in self.route else _digest(self.route)
+        return f"{PREFIX}:{{limit:{name}}}"
+
+    @property
+    def state(self) -> str:
+        """Hash: the route's rate schedule (tat, line), concurrency wait line (cline), mean run
+        time (ewma) and grants per second (win, n, prev); expires when idle."""
+        return f"{self.tag}:state"
+
+    @property
+    def leases(self) -> str:
+        """Sorted set: "worker|job" of each run holding a concurrency slot, scored by lease expiry (ms)."""
+        return f"{self.tag}:leases"
+
+    @property
+    def paused(self) -> str:
+        """Sorted set: paused key values ("k:VALUE", or "route"), scored by the pause's end (ms)."""
+        return f"{self.tag}:paused"
+
+    def key_state(self, value: str) -> str:
+        """Hash: one key value's rate schedule and wait lines; expires once idle."""
+        return f"{self.tag}:kstate:{_key_part(value)}"
+
+    def key_leases(self, value: str) -> str:
+        """Sorted set: the runs holding one key value's concurrency slots, as `leases`."""
+        return f"{self.tag}:kleases:{_key_part(value)}"
+
+
+def limit_keys(route: str) -> LimitKeys:
+    return LimitKeys(route)
+
+
+MAX_KEY_PART = 200  # longer key values are named by their digest: key names stay small
+
+
+def _key_part(value: str) -> str:
+    return value if len(value) <= MAX_KEY_PART else "#" + _digest(value)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()
 
 
 QUEUE_KEYS_PATTERN = f"{PREFIX}:{{*}}:*"

@@ -18,7 +18,8 @@ from typing import Any
 from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from geoq import names
-from geoq.units import parse_duration, parse_size
+from geoq import limits as limit_rules
+from geoq.units import parse_duration, parse_rate, parse_size
 
 Check = Callable[[Any], Any]
 
@@ -348,6 +349,66 @@ class BackoffConfig:
     jitter: str = key("full", choice("full", "none"), "full = random in [0, delay]; none = exactly delay")
 
 
+def optional_rate(value: Any) -> float | None:
+    """A rate such as 100/s, 10/m, 5/h (> 0); null or absent: no rate limit."""
+    value = typed(value)
+    if value is None:
+        return None
+    try:
+        rate = parse_rate(value)
+    except ValueError:
+        raise Invalid("a rate > 0 such as 100/s, 10/m, 5/h") from None
+    if rate <= 0:
+        raise Invalid("a rate > 0 such as 100/s, 10/m, 5/h")
+    return rate
+
+
+def optional_count(value: Any) -> int | None:
+    """An integer >= 1; null or absent: no such limit."""
+    return None if typed(value) is None else int(integer(1)(value))
+
+
+def limit_key(value: Any) -> limit_rules.KeyRule | None:
+    """url_host, recipient_domain or a template over the payload; null or absent: no per-key limit."""
+    if typed(value) is None:
+        return None
+    try:
+        return limit_rules.parse_key(value)
+    except ValueError:
+        raise Invalid(limit_rules.KEY_RULE) from None
+
+
+_setting = key  # PerKeyConfig has a field named `key`, which hides the function inside its class body
+
+
+@dataclass(frozen=True, slots=True)
+class PerKeyConfig:
+    """A separate rate and concurrency for each value of a key taken from the job's payload."""
+
+    key: limit_rules.KeyRule | None = key(None, limit_key, "url_host (payload.url), recipient_domain (payload.to's "
+                                          "first), or a template such as \"{payload.account_id}\"")
+    rate: float | None = _setting(None, optional_rate, "runs per key value, all workers together: n/s, n/m, n/h")
+    concurrency: int | None = _setting(None, optional_count, "runs at once per key value, all workers together")
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """A route's fleet-wide limits: a job held back waits (no pool slot, no attempt), never fails."""
+
+    rate: float | None = key(None, optional_rate, "runs of this route, all workers together: n/s, n/m, n/h")
+    concurrency: int | None = key(None, optional_count, "runs of this route at once, all workers together")
+    per_key: PerKeyConfig = section(PerKeyConfig, "limits for each value of a key of the payload")
+    adaptive: bool = key(False, boolean, "HTTP 429/503 Retry-After and SMTP 421/451 pause the job's key "
+                         "(the route, without per_key) for every worker")
+    pause: float = key(30.0, duration(positive=False), "adaptive pause when the server names no time")
+    max_pause: float = key(300.0, duration(positive=True), "longest adaptive pause, whatever the server asks")
+
+    @property
+    def any(self) -> bool:
+        """Whether this block sets any limit (adaptive alone is one: it pauses the whole route)."""
+        return self.rate is not None or self.concurrency is not None or self.per_key.key is not None or self.adaptive
+
+
 def _empty_options() -> Mapping[str, Any]:
     return MappingProxyType({})
 
@@ -364,6 +425,7 @@ class RouteConfig:
     backoff: BackoffConfig = section(BackoffConfig, "delay between retries")
     options: Mapping[str, Any] = key(None, options, "passed to the handler (job.options, or class kwargs)",
                                        factory=_empty_options)
+    limits: LimitsConfig = section(LimitsConfig, "fleet-wide rate and concurrency limits (none by default)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -516,9 +578,24 @@ def _finish_metrics(values: dict[str, Any]) -> None:
     values["host"], values["port"] = split_listen(values["listen"])
 
 
+def _finish_per_key(values: dict[str, Any]) -> None:
+    limited = values["rate"] is not None or values["concurrency"] is not None
+    if values["key"] is None and limited:
+        raise Invalid(f"a key ({limit_rules.KEY_RULE}) for the per-key rate or concurrency", key="key")
+    if values["key"] is not None and not limited:
+        raise Invalid("a rate or a concurrency for each key value", key="rate", got="neither")
+
+
+def _finish_limits(values: dict[str, Any]) -> None:
+    if values["max_pause"] < values["pause"]:
+        raise Invalid(f"a duration >= pause ({values['pause']:g}s)", key="max_pause",
+                      got=f"{values['max_pause']:g}s")
+
+
 FINISH: Mapping[type, Callable[[dict[str, Any]], None]] = MappingProxyType({
     RedisConfig: _finish_redis, TLSConfig: _finish_tls, BackoffConfig: _finish_backoff,
     WorkerConfig: _finish_worker, MetricsConfig: _finish_metrics,
+    PerKeyConfig: _finish_per_key, LimitsConfig: _finish_limits,
 })
 
 

@@ -8,6 +8,7 @@ Route options (all optional; checked once when the worker starts):
     headers: {}                  default request headers (may hold secrets: they never reach results or logs)
     allow_hosts: []              host patterns a URL may name (empty: any); see geoq.handlers.netguard
     block_private_networks: false   refuse hosts that are or resolve to loopback, private, link-local ... addresses
+    idempotency_key: (by method)    send `Idempotency-Key: <job id>`; default true for POST, PUT and PATCH
 
 Payload: ``{url, method?, headers?, json? | body?, timeout?, expect?}``. The
 method defaults to GET, or POST when the job carries a json or body. `expect`
@@ -15,10 +16,16 @@ lists the statuses that count as success: numbers, ranges "200-299" or
 classes "2xx" (default: 200-299). Redirects are not followed; list 3xx in
 `expect` to accept them and read the result's `location`.
 
+Each request carries ``Idempotency-Key: <job id>`` (unless the payload sets its own), so a job
+run twice after a worker's crash is recognisable at the other end: by default for POST, PUT and
+PATCH, or always / never with the option.
+
 Outcome: an expected status returns ``{"status", "headers", "body",
 "truncated"}`` (headers: content-type, content-length, location, etag if
-present; body: text cut at max_body). 429 and 503 retry after their
-Retry-After (seconds or an HTTP date) when they carry one; 408, 429 and 5xx
+present; body: text cut at max_body). 429, and 503 with a Retry-After, raise
+geoq.errors.Throttled: a retry after their Retry-After (seconds or an HTTP date),
+or with the route's backoff when a 429 names none, and on a route with
+``limits.adaptive`` a pause of the job's key for every worker instead; 408 and 5xx
 retry with the route's backoff, as do network errors and timeouts; any other
 status, a malformed payload and a refused host fail at once. Error messages
 show the method and the URL without its query string or credentials.
@@ -55,7 +62,7 @@ from typing import Any, Mapping, NamedTuple
 from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 from geoq.config.schema import Check, Invalid, boolean, duration, integer, size
-from geoq.errors import ConfigError, Fail, Retry
+from geoq.errors import ConfigError, Fail, Retry, Throttled
 from geoq.handlers.netguard import Addresses, NetGuard, RefusedAddress
 from geoq.handlers.options import checked
 from geoq.handlers.pools import ConnectionPool, Stale, discard
@@ -79,6 +86,7 @@ class FetchOptions:
     max_body: int = 64 * 1024
     headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     guard: NetGuard = NetGuard()
+    idempotency_key: bool | None = None   # None: for POST, PUT and PATCH only
 
     def __repr__(self) -> str:  # default headers may hold credentials
         return (f"FetchOptions(timeout={self.timeout}, max_connections={self.max_connections}, "
@@ -106,6 +114,7 @@ _CHECKS: dict[str, Check] = {
     "headers": _default_headers,
     "allow_hosts": _host_patterns,
     "block_private_networks": boolean,
+    "idempotency_key": boolean,
 }
 
 
@@ -189,10 +198,12 @@ def _origin(parts: SplitResult, guard: NetGuard) -> Origin:
 _PAYLOAD_KEYS = frozenset({"url", "method", "headers", "json", "body", "timeout", "expect"})
 
 
-def parse_request(payload: Any, options: FetchOptions, origins: Origins | None = None) -> Request:
+def parse_request(payload: Any, options: FetchOptions, origins: Origins | None = None,
+                  job_id: str | None = None) -> Request:
     """The payload as a Request; Fail (no retry can fix it) when it is malformed or its host refused.
 
-    `origins` keeps what each netloc decides (a handler passes its own); without it, it is worked out anew."""
+    `origins` keeps what each netloc decides (a handler passes its own); without it, it is worked out anew.
+    `job_id` becomes the Idempotency-Key header where the options call for one."""
     if not isinstance(payload, dict) or not isinstance(payload.get("url"), str):
         raise Fail("payload must be an object with a 'url' string")
     if not payload.keys() <= _PAYLOAD_KEYS:
@@ -216,8 +227,17 @@ def parse_request(payload: Any, options: FetchOptions, origins: Origins | None =
     if not _PLAIN_TARGET.fullmatch(target):  # spaces, non-ASCII: quote what is not already valid
         target = quote(parts.path or "/", safe=_SAFE) + (f"?{quote(parts.query, safe=_SAFE)}" if parts.query else "")
     method = method.upper()
+    if job_id is not None and _wants_key(options, method):
+        headers.setdefault("idempotency-key", job_id)
     return Request(method, origin.key, target, shown, headers, body, _timeout(payload, options),
                    _expect(payload.get("expect")), request_head(method, target, origin.host_header, headers, body))
+
+
+IDEMPOTENT_BY_DEFAULT = frozenset({"POST", "PUT", "PATCH"})   # methods a retry could repeat with effect
+
+
+def _wants_key(options: FetchOptions, method: str) -> bool:
+    return method in IDEMPOTENT_BY_DEFAULT if options.idempotency_key is None else options.idempotency_key
 
 
 _SAFE = "/?&=%:@!$'()*+,;~-._[]"  # already-valid URL characters stay as written; spaces and non-ASCII are quoted
@@ -321,7 +341,9 @@ def judge(request: Request, status: int, reason: str, retry_after_value: str | N
     if status in (429, 503):
         delay = retry_after(retry_after_value, now)
         if delay is not None:
-            raise Retry(delay=delay, reason=f"{what} (Retry-After {delay:g}s)")
+            raise Throttled(delay=delay, reason=f"{what} (Retry-After {delay:g}s)")
+        if status == 429:  # too many requests, no time named: the route's backoff, or its pause default
+            raise Throttled(reason=what)
     if status in RETRY_STATUSES:
         raise Retry(reason=what)
     raise Fail(what)
@@ -438,7 +460,7 @@ class Fetch:
         return f"Fetch({self.options!r})"
 
     def __call__(self, job: Job) -> dict[str, Any]:
-        request = parse_request(job.payload, self.options, self.origins)
+        request = parse_request(job.payload, self.options, self.origins, job.id)
         pool = self.pools.get(request.origin)
         try:  # the pool replaces a reused connection the server closed while idle (nothing was answered)
             answer = pool.use(lambda conn, reused: self._on(pool, conn, request, reused=reused))

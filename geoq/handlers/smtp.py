@@ -31,6 +31,12 @@ Connections are checked before reuse without a round trip (a server that
 closed an idle connection has made it readable), and a connection found
 closed at the first command is replaced once at no cost to the job.
 The password never appears in results, logs or error messages.
+
+Each mail's Message-ID is derived from its job's id (`job_message_id`), unless the payload's
+headers set one, so a mail sent twice by a job run twice after a worker's crash is
+recognisable at the other end. The replies 421 and 451 (the server asks us to come back
+later) raise geoq.errors.Throttled: a retry with the route's backoff, or on a route with
+``limits.adaptive`` a pause of the job's key (say, its recipient domain) for every worker.
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ from email.message import EmailMessage
 from typing import Any, Mapping
 
 from geoq.config.schema import Check, boolean, duration, integer, optional_text
-from geoq.errors import ConfigError, Fail, Retry
+from geoq.errors import ConfigError, Fail, Retry, Throttled
 from geoq.handlers.options import checked
 from geoq.handlers.pools import ConnectionPool, Stale, discard
 from geoq.job import Job
@@ -121,8 +127,19 @@ class Envelope:
     international: bool              # needs SMTPUTF8
 
 
-def build_envelope(payload: Any, default_sender: str | None) -> Envelope:
-    """The message and its envelope; Fail for a payload no retry could fix."""
+def job_message_id(job_id: str, sender: str) -> str:
+    """The Message-ID of a job's mail: "<geoq.ID@DOMAIN>", the sender's domain, the id with every
+    character a Message-ID may not hold written as =XX (and "=" itself), so it reads back as the id."""
+    domain = _address_of(sender).rpartition("@")[2] or "geoq.invalid"
+    return f"<geoq.{_ID_UNSAFE.sub(lambda m: f'={ord(m[0]):02X}', job_id)}@{domain}>"
+
+
+_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_+/-]")
+
+
+def build_envelope(payload: Any, default_sender: str | None, job_id: str | None = None) -> Envelope:
+    """The message and its envelope; Fail for a payload no retry could fix. With `job_id`, the
+    Message-ID is the job's (job_message_id), else a fresh one."""
     if not isinstance(payload, dict):
         raise Fail("payload must be an object with 'to', 'subject' and 'body'")
     unknown = sorted(set(payload) - PAYLOAD_KEYS)
@@ -137,11 +154,12 @@ def build_envelope(payload: Any, default_sender: str | None) -> Envelope:
                    f"payload 'from': {sender!r} is not an email address")
     recipients = tuple(dict.fromkeys(_address_of(a) for a in to + cc + bcc))
     envelope_from = _address_of(sender)
-    plain = _plain_message(payload, sender, to, cc)
+    message_id = job_message_id(job_id, sender) if job_id is not None else None
+    plain = _plain_message(payload, sender, to, cc, message_id)
     if plain is not None:
         return Envelope(envelope_from, recipients, plain[0], plain[1], False)
     try:
-        message = _message(payload, sender, to, cc)
+        message = _message(payload, sender, to, cc, message_id)
     except (ValueError, TypeError) as e:  # the email package's verdict on a header or body
         raise Fail(f"payload cannot be made into a message: {e}") from None
     international = not all(a.isascii() for a in (envelope_from, *recipients))
@@ -163,7 +181,8 @@ MAX_LINE = 78  # the SMTP policy's max_line_length: longer lines are folded or e
 _PLAIN_TAIL = 'Content-Type: text/plain; charset="utf-8"\r\nContent-Transfer-Encoding: 7bit\r\nMIME-Version: 1.0\r\n\r\n'
 
 
-def _plain_message(payload: dict[str, Any], sender: str, to: list[str], cc: list[str]) -> tuple[bytes, str] | None:
+def _plain_message(payload: dict[str, Any], sender: str, to: list[str], cc: list[str],
+                   message_id: str | None = None) -> tuple[bytes, str] | None:
     """(the message's bytes, its Message-ID) as _message and as_bytes would make them; None for any
     payload outside the plain shape, which then takes the email package's way."""
     subject, body = payload.get("subject", ""), payload.get("body", "")
@@ -176,13 +195,14 @@ def _plain_message(payload: dict[str, Any], sender: str, to: list[str], cc: list
             *([f"Cc: {', '.join(cc)}"] if cc else []), f"Subject: {subject}"]
     if any(len(line) > MAX_LINE for line in head) or any(len(line) > MAX_LINE for line in lines):
         return None
-    message_id = email.utils.make_msgid(domain=_address_of(sender).rpartition("@")[2] or None)
+    message_id = message_id or email.utils.make_msgid(domain=_address_of(sender).rpartition("@")[2] or None)
     date = email.utils.format_datetime(datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0))
     text = "\r\n".join([*head, f"Date: {date}", f"Message-ID: {message_id}", _PLAIN_TAIL]) + "\r\n".join(lines)
     return (text + "\r\n").encode("ascii"), message_id
 
 
-def _message(payload: dict[str, Any], sender: str, to: list[str], cc: list[str]) -> EmailMessage:
+def _message(payload: dict[str, Any], sender: str, to: list[str], cc: list[str],
+             message_id: str | None = None) -> EmailMessage:
     message = EmailMessage(policy=_BUILD)
     message["From"] = sender
     if to:
@@ -198,7 +218,7 @@ def _message(payload: dict[str, Any], sender: str, to: list[str], cc: list[str])
     if "Date" not in message:
         message["Date"] = email.utils.formatdate(localtime=False, usegmt=True)
     if "Message-ID" not in message:
-        message["Message-ID"] = email.utils.make_msgid(domain=_address_of(sender).rpartition("@")[2] or None)
+        message["Message-ID"] = message_id or email.utils.make_msgid(domain=_address_of(sender).rpartition("@")[2] or None)
     body, html = _string(payload, "body"), payload.get("html")
     if html is not None and not isinstance(html, str):
         raise Fail("payload 'html' must be a string")
@@ -261,7 +281,17 @@ class _Reply(Exception):
         self.code, self.keep = code, keep
 
     def signal(self) -> Exception:
-        return Fail(str(self)) if 500 <= self.code <= 599 else Retry(reason=str(self))
+        if 500 <= self.code <= 599:
+            return Fail(str(self))
+        return Throttled(reason=str(self)) if self.code in THROTTLING else Retry(reason=str(self))
+
+
+THROTTLING = frozenset({421, 451})   # "service not available" and "try again later": the server asks us to wait
+
+
+class Closing(Stale):
+    """The server answered 421 to MAIL: it is closing the session. A fresh connection may try
+    once at no risk (nothing was sent); if that one closes too, the server asks us to wait."""
 
 
 def _reply_text(reply: bytes | str) -> str:
@@ -279,7 +309,7 @@ def transact(conn: smtplib.SMTP, env: Envelope) -> dict[str, Any]:
     except (smtplib.SMTPServerDisconnected, OSError) as e:
         raise Stale(f"connection lost before MAIL: {type(e).__name__}") from None
     if code == 421:
-        raise Stale(f"server closing: SMTP 421 {_reply_text(reply)}")
+        raise Closing(f"server closing: SMTP 421 {_reply_text(reply)}")
     if code != 250:
         raise _Reply(code, _reply_text(reply), f"MAIL FROM <{env.sender}>", _reset(conn))
     accepted, refused = _recipients(conn, env)
@@ -395,9 +425,11 @@ class Send:
         return f"Send({self.options!r})"
 
     def __call__(self, job: Job) -> dict[str, Any]:
-        envelope = build_envelope(job.payload, self.options.sender)
+        envelope = build_envelope(job.payload, self.options.sender, job.id)
         try:  # the pool replaces a reused connection found closed; a new one closing is the server's trouble
             return self.pool.use(lambda conn, reused: self._send_on(conn, envelope))
+        except Closing as e:
+            raise Throttled(reason=str(e)) from None
         except Stale as e:
             raise Retry(reason=str(e)) from None
 

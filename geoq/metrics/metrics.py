@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 UNKNOWN = "_unknown"
 OUTCOMES = ("succeeded", "retried", "dead")   # Outcome.label of every run counted (an interrupted one is not)
 # Operations the worker reports Redis errors under; pre-set to 0 so rate() works from the first scrape.
-REDIS_OPS = ("fetch", "settle", "promote", "heartbeat", "scrape", "ping")
+REDIS_OPS = ("fetch", "settle", "promote", "heartbeat", "scrape", "ping", "limits")
+LIMITS = ("rate", "concurrency", "key_rate", "key_concurrency", "paused_key")   # geoq_limited_total's limit label
 
 # I/O jobs: milliseconds for a cached API call up to minutes for a slow crawl or report.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -64,7 +65,8 @@ class Metrics(Middleware):
     """
 
     def __init__(self, routes: Mapping[str, str], queues: Iterable[str], *,
-                 in_flight: Callable[[], int] | None = None, pool_size: int = 0) -> None:
+                 in_flight: Callable[[], int] | None = None, pool_size: int = 0,
+                 limited_routes: Iterable[str] = ()) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.types = frozenset(routes)
         self.queues = tuple(dict.fromkeys([*queues, *routes.values()]))
@@ -80,13 +82,17 @@ class Metrics(Middleware):
         self._declare()
         self.pool_size.set(pool_size)
         self._preset(routes)
+        for route in limited_routes:
+            for limit in LIMITS:
+                self.limited_jobs.labels(route, limit)
 
     @classmethod
     def from_config(cls, config: Config, *, in_flight: Callable[[], int] | None = None,
                     pool_size: int | None = None) -> "Metrics":
         routes = {name: route.queue for name, route in config.routes.items()}
         size = config.worker.concurrency if pool_size is None else pool_size
-        return cls(routes, config.worker.queues, in_flight=in_flight, pool_size=size)
+        limited = [name for name, route in config.routes.items() if route.limits.any]
+        return cls(routes, config.worker.queues, in_flight=in_flight, pool_size=size, limited_routes=limited)
 
     def _declare(self) -> None:
         r = self.registry
@@ -115,6 +121,10 @@ class Metrics(Middleware):
                               "worker's (reaped or handed back meanwhile)", registry=r)
         self.middleware_errors = Counter("geoq_middleware_errors", "Middleware hooks that raised (ignored), by hook",
                                          ["hook"], registry=r)
+        # Key values are never labels: thousands of hosts or accounts would be thousands of series.
+        self.limited_jobs = Counter("geoq_limited", "Jobs held back by a route's limit, or paused with their key "
+                                    "(limit: rate, concurrency, key_rate, key_concurrency, paused_key)",
+                                    ["route", "limit"], registry=r)
 
     def _preset(self, routes: Mapping[str, str]) -> None:
         """Create the expected series at 0, so the first increment shows up in rate() and increase()."""
@@ -190,6 +200,9 @@ class Metrics(Middleware):
 
     def hook_failed(self, hook: str, error: BaseException) -> None:
         self.middleware_errors.labels(hook).inc()
+
+    def limited(self, route: str, limit: str) -> None:
+        self.limited_jobs.labels(self.type_label(route), limit).inc()
 
     def blocked(self, seconds: float) -> None:
         self.hub_blocked.inc(max(0.0, seconds))

@@ -19,10 +19,12 @@ from geoq.broker.broker import Ack, Bury, RetryLater
 from geoq.errors import InvalidJob, JobTimeout
 from geoq.job import Job
 from geoq.middleware import NO_EVENTS, Chain
-from geoq.outcome import DEAD, INTERRUPTED, RETRY, SUCCEEDED, Outcome, classify
+from geoq.outcome import DEAD, INTERRUPTED, RETRY, SUCCEEDED, Outcome, classify, describe
 from geoq.routing import Route, Router
 
 Settle = Callable[[str, Any], None]  # (queue, Ack | RetryLater | Bury)
+# (prepared, the run's error) -> the move that pauses the job, or None: see geoq.worker.limiter.throttled
+Throttle = Callable[["Prepared", BaseException], "RetryLater | None"]
 
 
 class Prepared(NamedTuple):
@@ -41,8 +43,9 @@ class Executor:
     """Runs prepared jobs and reports each outcome to `settle` (the Settler's put)."""
 
     def __init__(self, router: Router, settle: Settle, *, max_payload: int, keep: float,
-                 clock: Callable[[], float], events: Chain = NO_EVENTS) -> None:
+                 clock: Callable[[], float], events: Chain = NO_EVENTS, throttle: Throttle | None = None) -> None:
         self.router = router
+        self.throttle = throttle   # set when some route is adaptive
         self.clock = clock   # Redis's time (RedisClock.now): history, due and death times are stored
         self.settle = settle
         self.max_payload = max_payload
@@ -83,9 +86,20 @@ class Executor:
         except BaseException:  # killed by a stop (GreenletExit, the stop's deadline): it goes back
             self.events.after_run(job, Outcome(INTERRUPTED, duration=time.monotonic() - started))
             raise
+        if error is not None and route.limit is not None and self.throttle is not None:
+            paused = self.throttle(p, error)
+            if paused is not None:  # the server asked to slow down: the job waits, the run not counted
+                self.settle(p.queue, paused)
+                self.events.after_run(job, Outcome(RETRY, describe(error), duration=time.monotonic() - started,
+                                                   delay=paused.delay, exception=error))
+                return
         outcome, done = self._judge(job, route, error, result, time.monotonic() - started)
         self.settle(p.queue, self._settlement(p, job, outcome, done))
         self.events.after_run(job, outcome)
+
+    def reject(self, p: Prepared, error: str) -> Prepared:
+        """A prepared job made a burial instead (reason fail): its route's limits cannot read its payload."""
+        return self._reject(p.queue, p.envelope, p.job, "fail", f"Fail: {error}")
 
     def _judge(self, job: Job, route: Route, error: BaseException | None, result: Any,
                duration: float) -> tuple[Outcome, bytes]:

@@ -13,6 +13,7 @@ from gevent.event import Event
 from geoq.broker.broker import Broker, Retention
 from geoq.broker.clock import RedisClock
 from geoq.broker.connection import connect
+from geoq.broker.limits import LimitBroker
 from geoq.broker.liveness import Registry
 from geoq.config import Config, connection_split
 from geoq.errors import BrokerError, RedisAuthError
@@ -22,6 +23,7 @@ from geoq.routing import Router
 from geoq.worker.executor import Executor, Prepared
 from geoq.worker.fetcher import Fetcher
 from geoq.worker.heartbeat import Heartbeat, new_worker_id
+from geoq.worker.limiter import Limiter
 from geoq.worker.reaper import Reaper
 from geoq.worker.runners import Runners
 from geoq.worker.scheduler import Scheduler
@@ -53,10 +55,14 @@ class Worker:
         retention = Retention(config.results.keep, config.dead.max_jobs, config.dead.max_age)
         self.settler = Settler(self.broker, self.id, retention, capacity=w.concurrency + w.fetch_batch,
                                on_written=self._released, events=events)
+        self.limiter = self._limiter(config, router, events)
         self.executor = Executor(router, self.settler.put, max_payload=w.max_payload, keep=config.results.keep,
-                                 clock=self.clock.now, events=events)
+                                 clock=self.clock.now, events=events,
+                                 throttle=self.limiter.throttled if self.limiter is not None else None)
         # Runners kept waiting: two fetches' worth, so a full batch starts without spawning.
-        self.pool: Runners[Prepared] = Runners(w.concurrency, self.executor.run, idle_kept=2 * w.fetch_batch)
+        leased = any(r.limit is not None and r.limit.leased for r in map(router.get, router.types) if r)
+        self.pool: Runners[Prepared] = Runners(w.concurrency, self._run_leased if leased else self.executor.run,
+                                               idle_kept=2 * w.fetch_batch)
         self.fetcher = Fetcher(self.broker, self.blocking, self.id, self.queues, w.weights, self.pool,
                                self._dispatch, batch=w.fetch_batch, block_timeout=w.block_timeout,
                                holding=self.held.__getitem__, events=events)
@@ -75,6 +81,24 @@ class Worker:
 
     def in_flight(self) -> int:
         return len(self.pool)
+
+    def _limiter(self, config: Config, router: Router, events: Chain) -> Limiter | None:
+        """The fleet-wide limits' worker side, or None when no route has limits (nothing is paid then).
+        Leases last dead_after and are renewed every heartbeat: a dead worker's slots come back
+        by the time the reaper returns its jobs."""
+        if not any(r is not None and r.limit is not None for r in map(router.get, router.types)):
+            return None
+        w = config.worker
+        return Limiter(LimitBroker(self.redis, self.broker.scripts), self.id, self.settler.put,
+                       lease_time=w.dead_after, renew_every=w.heartbeat, capacity=w.concurrency, events=events)
+
+    def _run_leased(self, p: Prepared) -> None:
+        """A run whose route may hold concurrency slots: they are given back however it ends."""
+        try:
+            self.executor.run(p)
+        finally:
+            assert self.limiter is not None
+            self.limiter.finished(p)
 
     @property
     def info(self) -> WorkerInfo:
@@ -97,6 +121,8 @@ class Worker:
         self.heartbeat.register()
         self.events.worker_started(self.info)
         self._loops = [gevent.spawn(loop) for loop in (self.settler.run, self.scheduler.run, self.reaper.run)]
+        if self.limiter is not None:
+            self._loops += [gevent.spawn(self.limiter.run_releases), gevent.spawn(self.limiter.run_renewals)]
         self._loops.append(self.heartbeat.start())
         self._fetch_loop = gevent.spawn(self.fetcher.run)
         log.info("worker %s started: queues %s, concurrency %d", self.id, ",".join(self.queues), self.pool.size)
@@ -139,6 +165,9 @@ class Worker:
         if not self.settler.flush(timeout=deadline.left()):
             log.error("could not write every job outcome before the stop's deadline; those jobs will be "
                       "delivered again")
+        if self.limiter is not None and not self.limiter.flush(timeout=deadline.left()):
+            log.warning("could not give back every concurrency slot before the stop's deadline; they expire "
+                        "within dead_after")
         back = hand_back_all(self.broker, self.id, self.queues, deadline)
         self.heartbeat.stop()
         report = StopReport(back.moved, sum(sum(self.held[q].values()) for q in back.failed),
@@ -192,6 +221,8 @@ class Worker:
         # error, as is every stray (reconciliation found it in the list: its mark may be lost).
         self.settler.mark(queue, [self.executor.running_state(p) for p in prepared
                                   if p.route is not None and p.job is not None and (strays or p.job.history)])
+        if self.limiter is not None:  # jobs held back by a limit go back to wait, without a pool slot
+            prepared = self.limiter.admit(queue, prepared, self.executor.reject)
         for p in prepared:
             self.pool.spawn(p)
 

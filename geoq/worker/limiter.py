@@ -1,0 +1,227 @@
+"""Fleet-wide limits in the worker: admit fetched jobs, hold back the rest, give slots back.
+
+- `admit` takes the jobs of one fetch whose route has limits and asks Redis for their permits,
+  one script call per route, all routes in one round trip (geoq.broker.limits). A job held
+  back is never run: it goes back to its queue's scheduled set, due when its limit says a
+  permit should be free (the line of jobs already waiting for that limit spreads them out),
+  by the settler's ordinary retry move with its envelope and run count unchanged, so it
+  spends no attempt; it never takes a pool slot. Other jobs of the same fetch run at once,
+  whatever their key or route: a slow host does not hold up the rest.
+- A run that holds concurrency slots (leases) gives them back when it ends (`finished`),
+  in batches written by one greenlet; the leases of runs still going on are renewed every
+  heartbeat. A worker that dies stops renewing, and its leases expire `dead_after` after the
+  last renewal: its slots come back by the time the reaper returns its jobs.
+- `throttled`: on a route with `limits.adaptive`, a server's request to slow down
+  (geoq.errors.Throttled) pauses the job's key for every worker and puts the job back,
+  due at the pause's end, again without counting the run as an attempt.
+
+Routes without limits never reach this module: the worker checks `route.limit is None`.
+If Redis fails while permits are asked for, the batch's limited jobs are held back for a
+short while rather than run without a permit.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+import time
+from typing import Any, Callable, Protocol, Sequence
+
+import gevent
+from gevent.queue import Queue
+
+from geoq import records
+from geoq.broker.broker import RetryLater
+from geoq.broker.limits import Ask, Lease, LimitBroker
+from geoq.errors import BrokerError, LimitKeyError
+from geoq.job import Job
+from geoq.limits import LIMIT_LABELS, LimitSpec, key_of, pause_for
+from geoq.middleware import NO_EVENTS, Chain
+from geoq.outcome import describe
+
+log = logging.getLogger(__name__)
+
+HOLD_ON_ERROR = 1.0     # seconds a limited job waits when its permit could not be asked for
+RELEASE_BATCH = 1000    # leases given back per round trip at most
+
+
+class Fetched(Protocol):
+    """A fetched job as the worker prepared it (geoq.worker.executor.Prepared)."""
+
+    @property
+    def queue(self) -> str: ...
+
+    @property
+    def envelope(self) -> bytes: ...
+
+    @property
+    def job(self) -> Job | None: ...
+
+    @property
+    def route(self) -> Any: ...
+
+
+Settle = Callable[[str, Any], None]                 # the settler's put
+Reject = Callable[[Any, str], Any]                  # (prepared, error) -> the prepared job, to be buried
+
+
+class Limiter:
+    """One worker's side of the fleet-wide limits (see the module docstring)."""
+
+    def __init__(self, broker: LimitBroker, worker_id: str, settle: Settle, *, lease_time: float,
+                 renew_every: float, capacity: int, events: Chain = NO_EVENTS) -> None:
+        self.broker, self.worker_id, self.settle = broker, worker_id, settle
+        self.lease_ms = max(1000, round(lease_time * 1000))
+        self.renew_every = renew_every
+        self.events = events
+        self._leases: dict[int, tuple[str, Lease, float]] = {}   # id(prepared) -> route, lease, start
+        self._ended: Queue = Queue(maxsize=capacity)              # bounded: a full queue blocks the run's end
+        self._serial = itertools.count()
+        self._pending = 0   # ended runs whose slots are not yet given back
+
+    # -- admission ---------------------------------------------------------------------------
+
+    def admit(self, queue: str, jobs: Sequence[Fetched], reject: Reject) -> list[Any]:
+        """The jobs that may run now, in order: those without limits, those granted their
+        permits, and those whose key cannot be read (rejected: buried when run). The rest are
+        handed to the settler to wait in the scheduled set."""
+        run: list[Any] = []
+        asking: dict[str, tuple[LimitSpec, list[Any], list[Ask]]] = {}
+        for p in jobs:
+            spec = p.route.limit if p.route is not None else None
+            if spec is None or p.job is None:
+                run.append(p)
+                continue
+            try:
+                key = key_of(spec.key, p.job.payload) if spec.key is not None else None
+            except LimitKeyError as e:
+                run.append(reject(p, str(e)))
+                continue
+            group = asking.setdefault(spec.route, (spec, [], []))
+            group[1].append(p)
+            group[2].append(Ask(key, f"{self.worker_id}|{p.job.id}|{next(self._serial)}"))
+        if asking:
+            run += self._ask(queue, list(asking.values()))
+        return run
+
+    def _ask(self, queue: str, groups: list[tuple[LimitSpec, list[Any], list[Ask]]]) -> list[Any]:
+        try:
+            verdicts = self.broker.take([(spec, asks) for spec, _, asks in groups], self.lease_ms)
+        except BrokerError as e:
+            self.events.redis_error("limits")
+            log.warning("cannot ask for limit permits, holding %d jobs back for %gs: %s",
+                        sum(len(js) for _, js, _ in groups), HOLD_ON_ERROR, e)
+            for spec, jobs, _ in groups:
+                for p in jobs:
+                    self._hold(queue, p, HOLD_ON_ERROR * (0.5 + random.random()))
+            return []
+        granted: list[Any] = []
+        now = time.monotonic()
+        for (spec, jobs, asks), replies in zip(groups, verdicts):
+            for p, ask, (code, wait) in zip(jobs, asks, replies):
+                if code == 0:
+                    if spec.leased:
+                        self._leases[id(p)] = (spec.route, Lease(ask.key, ask.member), now)
+                    granted.append(p)
+                else:
+                    self.events.limited(spec.route, LIMIT_LABELS.get(code, "rate"))
+                    self._hold(queue, p, wait)
+        return granted
+
+    def _hold(self, queue: str, p: Fetched, wait: float) -> None:
+        """Back to the scheduled set, due in `wait` seconds: same envelope, same run count."""
+        job = p.job
+        assert job is not None
+        self.settle(queue, RetryLater(p.envelope, p.envelope, wait, job.id, job.attempt - 1,
+                                      records.state_detail(job.last_error)))
+
+    # -- adaptive pauses -----------------------------------------------------------------------
+
+    def throttled(self, p: Fetched, error: BaseException) -> RetryLater | None:
+        """For a run an adaptive route's server asked to slow down: pause its key for every
+        worker, and the move that puts the job back until then (its run not counted). None
+        when the error is no such signal: the run failed like any other."""
+        job, spec = p.job, p.route.limit if p.route is not None else None
+        seconds = pause_for(spec, error) if spec is not None else None
+        if seconds is None or job is None or spec is None:
+            return None
+        try:
+            key = key_of(spec.key, job.payload) if spec.key is not None else None
+        except LimitKeyError:
+            return None
+        try:
+            seconds = self.broker.pause(spec, key, seconds)
+        except BrokerError as e:  # this job still waits; the others find out from their own servers
+            self.events.redis_error("limits")
+            log.warning("cannot pause a key of route %s for %gs (job %s waits anyway): %s", spec.route,
+                        seconds, job.id, e)
+        log.info("job %s of %s: the server asked to slow down; its key paused for %gs: %s", job.id, job.type,
+                 seconds, describe(error))
+        self.events.limited(spec.route, "paused_key")
+        return RetryLater(p.envelope, p.envelope, seconds, job.id, job.attempt - 1,
+                          records.state_detail(describe(error)))
+
+    # -- leases ----------------------------------------------------------------------------------
+
+    def finished(self, p: object) -> None:
+        """A run ended (however): its concurrency slots, if it held any, are given back soon."""
+        held = self._leases.pop(id(p), None)
+        if held is not None:
+            route, lease, started = held
+            self._pending += 1
+            self._ended.put((route, lease, time.monotonic() - started))
+
+    def run_releases(self) -> None:
+        """Give back ended runs' slots, in batches, one round trip each (a loop of its own)."""
+        while True:
+            batch = [self._ended.get()]
+            while len(batch) < RELEASE_BATCH and not self._ended.empty():
+                batch.append(self._ended.get_nowait())
+            try:
+                self._release(batch)
+            finally:
+                self._pending -= len(batch)
+
+    def _release(self, batch: list[tuple[str, Lease, float]]) -> None:
+        """Write until Redis takes it, or until the leases have expired by themselves anyway."""
+        by_route: dict[str, list[Lease]] = {}
+        run_ms: dict[str, float] = {}
+        for route, lease, seconds in batch:
+            by_route.setdefault(route, []).append(lease)
+            run_ms[route] = run_ms.get(route, 0.0) + seconds * 1000
+        give_up, pause = time.monotonic() + self.lease_ms / 1000, 0.05
+        while True:
+            try:
+                self.broker.release(by_route, run_ms)
+                return
+            except BrokerError as e:
+                self.events.redis_error("limits")
+                if time.monotonic() > give_up:
+                    log.warning("could not give back %d concurrency slots; they expire by themselves: %s",
+                                len(batch), e)
+                    return
+            gevent.sleep(pause * (0.5 + random.random()))
+            pause = min(pause * 2, 5.0)
+
+    def run_renewals(self) -> None:
+        """Extend the leases of the runs going on, every `renew_every` seconds (a loop of its own)."""
+        while True:
+            gevent.sleep(self.renew_every)
+            by_route: dict[str, list[Lease]] = {}
+            for route, lease, _ in list(self._leases.values()):
+                by_route.setdefault(route, []).append(lease)
+            try:
+                self.broker.renew(by_route, self.lease_ms)
+            except BrokerError as e:
+                self.events.redis_error("limits")
+                log.warning("cannot renew %d concurrency leases: %s", len(self._leases), e)
+
+    def flush(self, timeout: float) -> bool:
+        """Wait (up to `timeout`) until the slots of every ended run are given back; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self._pending > 0:
+            if time.monotonic() >= deadline:
+                return False
+            gevent.sleep(0.01)
+        return True
