@@ -15,6 +15,11 @@
   (geoq.errors.Throttled) pauses the job's key for every worker and puts the job back,
   due at the pause's end, again without counting the run as an attempt.
 
+A job held back is promoted when it falls due by this worker itself (one promote per queue
+and 20 ms slot at most, for up to `Waker.MAX_SLOTS` slots), not at the scheduler's next pass
+(every 0.1-0.3 s): permits that fall due while no held job is back to take them are lost beyond
+the burst, and a host limited to 5/s would get fewer.
+
 Routes without limits never reach this module: the worker checks `route.limit is None`.
 If Redis fails while permits are asked for, the batch's limited jobs are held back for a
 short while rather than run without a permit.
@@ -22,13 +27,16 @@ short while rather than run without a permit.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import logging
+import math
 import random
 import time
 from typing import Any, Callable, Protocol, Sequence
 
 import gevent
+from gevent.event import Event
 from gevent.queue import Queue
 
 from geoq import records
@@ -66,12 +74,59 @@ Settle = Callable[[str, Any], None]                 # the settler's put
 Reject = Callable[[Any, str], Any]                  # (prepared, error) -> the prepared job, to be buried
 
 
+class Waker:
+    """Promotes a queue's due jobs at the times jobs this worker held back fall due.
+
+    Wake times are kept as (20 ms slot, queue) pairs, MAX_SLOTS at most whatever the number of
+    jobs held (200 s of slots of one queue); a wake that finds them all taken is left to the
+    scheduler. One loop sleeps until the earliest slot.
+    """
+
+    SLOT = 0.02
+    MAX_SLOTS = 10_000
+
+    def __init__(self, promote: Callable[[str], int], events: Chain = NO_EVENTS) -> None:
+        self.promote, self.events = promote, events
+        self._slots: set[tuple[int, str]] = set()
+        self._heap: list[tuple[int, str]] = []   # the same pairs, earliest first
+        self._changed = Event()
+
+    def at(self, queue: str, wait: float) -> None:
+        """Promote `queue` once `wait` seconds have passed (rounded up to a slot)."""
+        slot = (math.ceil((time.monotonic() + wait) / self.SLOT), queue)
+        if slot in self._slots or len(self._slots) >= self.MAX_SLOTS:
+            return
+        self._slots.add(slot)
+        heapq.heappush(self._heap, slot)
+        if self._heap[0] == slot:
+            self._changed.set()   # earlier than what the loop sleeps for
+
+    def run(self) -> None:
+        while True:
+            self._changed.clear()
+            if not self._heap:
+                self._changed.wait()
+                continue
+            delay = self._heap[0][0] * self.SLOT - time.monotonic()
+            if delay > 0:
+                self._changed.wait(delay)
+                continue
+            slot = heapq.heappop(self._heap)
+            self._slots.discard(slot)
+            try:
+                self.promote(slot[1])
+            except BrokerError:  # the scheduler's own pass promotes them a little later
+                self.events.redis_error("promote")
+
+
 class Limiter:
     """One worker's side of the fleet-wide limits (see the module docstring)."""
 
     def __init__(self, broker: LimitBroker, worker_id: str, settle: Settle, *, lease_time: float,
-                 renew_every: float, capacity: int, events: Chain = NO_EVENTS) -> None:
+                 renew_every: float, capacity: int, promote: Callable[[str], int],
+                 events: Chain = NO_EVENTS) -> None:
         self.broker, self.worker_id, self.settle = broker, worker_id, settle
+        self.waker = Waker(promote, events)
         self.lease_ms = max(1000, round(lease_time * 1000))
         self.renew_every = renew_every
         self.events = events
@@ -135,6 +190,7 @@ class Limiter:
         assert job is not None
         self.settle(queue, RetryLater(p.envelope, p.envelope, wait, job.id, job.attempt - 1,
                                       records.state_detail(job.last_error)))
+        self.waker.at(queue, wait)
 
     # -- adaptive pauses -----------------------------------------------------------------------
 
@@ -159,6 +215,7 @@ class Limiter:
         log.info("job %s of %s: the server asked to slow down; its key paused for %gs: %s", job.id, job.type,
                  seconds, describe(error))
         self.events.limited(spec.route, "paused_key")
+        self.waker.at(p.queue, seconds)
         return RetryLater(p.envelope, p.envelope, seconds, job.id, job.attempt - 1,
                           records.state_detail(describe(error)))
 

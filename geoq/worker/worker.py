@@ -90,7 +90,8 @@ class Worker:
             return None
         w = config.worker
         return Limiter(LimitBroker(self.redis, self.broker.scripts), self.id, self.settler.put,
-                       lease_time=w.dead_after, renew_every=w.heartbeat, capacity=w.concurrency, events=events)
+                       lease_time=w.dead_after, renew_every=w.heartbeat, capacity=w.concurrency,
+                       promote=self.broker.promote, events=events)
 
     def _run_leased(self, p: Prepared) -> None:
         """A run whose route may hold concurrency slots: they are given back however it ends."""
@@ -122,7 +123,8 @@ class Worker:
         self.events.worker_started(self.info)
         self._loops = [gevent.spawn(loop) for loop in (self.settler.run, self.scheduler.run, self.reaper.run)]
         if self.limiter is not None:
-            self._loops += [gevent.spawn(self.limiter.run_releases), gevent.spawn(self.limiter.run_renewals)]
+            self._loops += [gevent.spawn(loop) for loop in (self.limiter.run_releases, self.limiter.run_renewals,
+                                                            self.limiter.waker.run)]
         self._loops.append(self.heartbeat.start())
         self._fetch_loop = gevent.spawn(self.fetcher.run)
         log.info("worker %s started: queues %s, concurrency %d", self.id, ",".join(self.queues), self.pool.size)

@@ -42,8 +42,53 @@ def test_three_workers_hold_a_route_to_its_rate_together(redis_url, redis_client
     ends = sorted(r.end for r in found)
     rate = (len(ends) - 1) / (ends[-1] - ends[0])
     per_second = [sum(1 for e in ends if ends[0] + i <= e < ends[0] + i + 1) for i in range(int(ends[-1] - ends[0]) + 1)]
-    print(f"rate {rate:.1f}/s, most in 1 s {most_in_window(ends)}")
     assert 90 <= rate <= 110, f"{rate:.1f} jobs/s over the run; per second: {per_second}"
     assert most_in_window(ends) <= 120, f"{most_in_window(ends)} runs ended within one second"
     assert sorted(r.job_id for r in found) == sorted(j.id for j in jobs)   # each job once
+    assert_settled(redis_client, ["default"])
+
+
+QUICK = {"heartbeat": "1s", "dead_after": "3s"}
+SLOT_BOUND = 3 + 1 + 2   # dead_after, one renewal interval, and slack for a loaded machine
+
+
+def live_leases(client, route: str) -> list[str]:
+    """Lease members ("worker|job|n") of a route not yet expired, by Redis's clock."""
+    seconds, micros = client.time()
+    now_ms = seconds * 1000 + micros // 1000
+    return [m.decode() for m in client.zrangebyscore(f"geoq:{{limit:{route}}}:leases", now_ms, "+inf")]
+
+
+def pid_of(client, worker_id: str) -> int:
+    import json
+    return int(json.loads(client.hget("geoq:workers", worker_id))["pid"])
+
+
+def test_a_route_runs_at_most_its_concurrency_across_workers_and_a_killed_workers_slots_come_back(
+        redis_url, redis_client, ledger, tmp_path):
+    routes = {"l.slots": {"handler": f"{H}:record", "limits": {"concurrency": 20}}}
+    jobs = geoq.Client(redis_url).enqueue_many([("l.slots", {"sleep": 0.2, "n": i}) for i in range(600)])
+    workers = start_workers(tmp_path, redis_url, ledger, routes, 3, worker={"concurrency": 500, **QUICK})
+    try:
+        holders = wait_until(lambda: {m.split("|")[0] for m in live_leases(redis_client, "l.slots")} or None,
+                             timeout=30, message="runs holding slots")
+        victim_id = sorted(holders)[0]
+        victim = next(w for w in workers if w.pid == pid_of(redis_client, victim_id))
+        os.kill(victim.pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        wait_until(lambda: not [m for m in live_leases(redis_client, "l.slots") if m.startswith(victim_id + "|")],
+                   timeout=SLOT_BOUND, message="the killed worker's slots to come back")
+        slots_back = time.monotonic() - killed_at
+        wait_until(lambda: {r.job_id for r in runs(ledger.client)} >= {j.id for j in jobs}, timeout=120,
+                   interval=0.2, message="every job to run")
+        assert len(live_leases(redis_client, "l.slots")) == 0   # every slot given back
+    finally:
+        stop_all([w for w in workers if w is not victim])
+        victim.kill()
+    found = runs(ledger.client)
+    assert most_at_once(found) <= 20, f"{most_at_once(found)} runs at once"
+    assert most_at_once(found) >= 15   # and the limit is used, not starved
+    assert slots_back <= SLOT_BOUND
+    done = {r.job_id for r in found}
+    assert done == {j.id for j in jobs} and len(found) - len(done) <= 20   # a rerun only for a killed run
     assert_settled(redis_client, ["default"])

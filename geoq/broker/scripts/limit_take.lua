@@ -114,7 +114,7 @@ end
 local function save(s, idle)
   if s.dirty then
     redis.call('HSET', s.key, 'tat', s.tat, 'line', s.line, 'cline', s.cline)
-    redis.call('PEXPIRE', s.key, math.max(s.tat, s.line, s.cline, now) - now + idle)
+    redis.call('PEXPIRE', s.key, math.ceil(math.max(s.tat, s.line, s.cline, now) - now + idle))
   end
   if s.leased then redis.call('PEXPIRE', s.leases, ttl + 1000) end
 end
