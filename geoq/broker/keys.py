@@ -102,8 +102,8 @@ class LimitKeys:
 
     @property
     def state(self) -> str:
-        """Hash: the route's rate schedule (tat, line), concurrency wait line (cline), mean run
-        time (ewma) and grants per second (win, n, prev); expires when idle."""
+        """Hash: the route's rate schedule (tat), concurrency wait line (cline), mean run time
+        (ewma) and grants per second (win, n, prev); expires when idle."""
         return f"{self.tag}:state"
 
     @property
@@ -116,8 +116,17 @@ class LimitKeys:
         """Sorted set: paused key values ("k:VALUE", or "route"), scored by the pause's end (ms)."""
         return f"{self.tag}:paused"
 
+    @property
+    def reserved(self) -> str:
+        """Sorted set: job id -> the time (ms) of the rate permit reserved for it while it waits."""
+        return f"{self.tag}:reserved"
+
+    def key_reserved(self, value: str) -> str:
+        """Sorted set: one key value's rate permits reserved for waiting jobs, as `reserved`."""
+        return f"{self.tag}:kreserved:{_key_part(value)}"
+
     def key_state(self, value: str) -> str:
-        """Hash: one key value's rate schedule and wait lines; expires once idle."""
+        """Hash: one key value's rate schedule and wait line; expires once idle."""
         return f"{self.tag}:kstate:{_key_part(value)}"
 
     def key_leases(self, value: str) -> str:

@@ -32,10 +32,12 @@ def pause_member(spec: LimitSpec, key: str | None) -> str:
 
 
 class Ask(NamedTuple):
-    """One job asking for its permits: its key value (None without per_key) and lease member."""
+    """One job asking for its permits: its key value (None without per_key), lease member and id
+    (which a permit reserved for it while it waits is kept under)."""
 
     key: str | None
     member: str
+    job_id: str
 
 
 class Lease(NamedTuple):
@@ -118,14 +120,14 @@ def take_call(spec: LimitSpec, asks: Sequence[Ask], lease_ms: int) -> Call:
     for ask in asks:
         if ask.key is not None and ask.key not in index:
             index[ask.key] = len(index) + 1
-    names = [k.state, k.leases, k.paused]
+    names = [k.state, k.leases, k.paused, k.reserved]
     for value in index:
-        names += [k.key_state(value), k.key_leases(value)]
+        names += [k.key_state(value), k.key_leases(value), k.key_reserved(value)]
     args: list[object] = [*_rate_args(spec.rate), spec.concurrency or 0, *_rate_args(spec.key_rate),
                           spec.key_concurrency or 0, lease_ms, pause_member(spec, None) if spec.key is None else "",
                           len(index), *[pause_member(spec, value) for value in index]]
     for ask in asks:
-        args += [index[ask.key] if ask.key is not None else 0, ask.member]
+        args += [index[ask.key] if ask.key is not None else 0, ask.member, ask.job_id]
     return Call("limit_take", names, args)
 
 

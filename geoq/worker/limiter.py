@@ -2,8 +2,9 @@
 
 - `admit` takes the jobs of one fetch whose route has limits and asks Redis for their permits,
   one script call per route, all routes in one round trip (geoq.broker.limits). A job held
-  back is never run: it goes back to its queue's scheduled set, due when its limit says a
-  permit should be free (the line of jobs already waiting for that limit spreads them out),
+  back is never run: it goes back to its queue's scheduled set, due when its rate permit,
+  reserved for it, is due (or, for a concurrency slot, when the line of jobs already waiting
+  for one says a slot should be free),
   by the settler's ordinary retry move with its envelope and run count unchanged, so it
   spends no attempt; it never takes a pool slot. Other jobs of the same fetch run at once,
   whatever their key or route: a slow host does not hold up the rest.
@@ -131,6 +132,7 @@ class Limiter:
         self.renew_every = renew_every
         self.events = events
         self._leases: dict[int, tuple[str, Lease, float]] = {}   # id(prepared) -> route, lease, start
+        self._starts: dict[int, float] = {}   # id(prepared) -> seconds its permit says to wait before starting
         self._ended: Queue = Queue(maxsize=capacity)              # bounded: a full queue blocks the run's end
         self._serial = itertools.count()
         self._pending = 0   # ended runs whose slots are not yet given back
@@ -155,7 +157,7 @@ class Limiter:
                 continue
             group = asking.setdefault(spec.route, (spec, [], []))
             group[1].append(p)
-            group[2].append(Ask(key, f"{self.worker_id}|{p.job.id}|{next(self._serial)}"))
+            group[2].append(Ask(key, f"{self.worker_id}|{p.job.id}|{next(self._serial)}", p.job.id))
         if asking:
             run += self._ask(queue, list(asking.values()))
         return run
@@ -176,6 +178,8 @@ class Limiter:
         for (spec, jobs, asks), replies in zip(groups, verdicts):
             for p, ask, (code, wait) in zip(jobs, asks, replies):
                 if code == 0:
+                    if wait > 0:
+                        self._starts[id(p)] = wait
                     if spec.leased:
                         self._leases[id(p)] = (spec.route, Lease(ask.key, ask.member), now)
                     granted.append(p)
@@ -218,6 +222,20 @@ class Limiter:
         self.waker.at(p.queue, seconds)
         return RetryLater(p.envelope, p.envelope, seconds, job.id, job.attempt - 1,
                           records.state_detail(describe(error)))
+
+    # -- runs ------------------------------------------------------------------------------------
+
+    def run(self, p: Any, execute: Callable[[Any], None]) -> None:
+        """Run a prepared job of a limited worker: after the wait its permit names (a fraction of a
+        second at most, in its pool slot: see limit_take.lua's start schedule), and give back its
+        concurrency slots however the run ends."""
+        wait = self._starts.pop(id(p), 0.0)
+        try:
+            if wait > 0:
+                gevent.sleep(wait)
+            execute(p)
+        finally:
+            self.finished(p)
 
     # -- leases ----------------------------------------------------------------------------------
 

@@ -60,8 +60,7 @@ class Worker:
                                  clock=self.clock.now, events=events,
                                  throttle=self.limiter.throttled if self.limiter is not None else None)
         # Runners kept waiting: two fetches' worth, so a full batch starts without spawning.
-        leased = any(r.limit is not None and r.limit.leased for r in map(router.get, router.types) if r)
-        self.pool: Runners[Prepared] = Runners(w.concurrency, self._run_leased if leased else self.executor.run,
+        self.pool: Runners[Prepared] = Runners(w.concurrency, self._run_limited if self.limiter else self.executor.run,
                                                idle_kept=2 * w.fetch_batch)
         self.fetcher = Fetcher(self.broker, self.blocking, self.id, self.queues, w.weights, self.pool,
                                self._dispatch, batch=w.fetch_batch, block_timeout=w.block_timeout,
@@ -93,13 +92,10 @@ class Worker:
                        lease_time=w.dead_after, renew_every=w.heartbeat, capacity=w.concurrency,
                        promote=self.broker.promote, events=events)
 
-    def _run_leased(self, p: Prepared) -> None:
-        """A run whose route may hold concurrency slots: they are given back however it ends."""
-        try:
-            self.executor.run(p)
-        finally:
-            assert self.limiter is not None
-            self.limiter.finished(p)
+    def _run_limited(self, p: Prepared) -> None:
+        """A run in a worker with limited routes: the limiter times its start and gives back its slots."""
+        assert self.limiter is not None
+        self.limiter.run(p, self.executor.run)
 
     @property
     def info(self) -> WorkerInfo:

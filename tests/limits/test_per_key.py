@@ -1,0 +1,62 @@
+"""Per-key limits across real worker processes: each key value has its own rate; a key no
+payload can give fails its job at once."""
+
+from __future__ import annotations
+
+import random
+
+import geoq
+from tests.support.keyspace import assert_settled
+from tests.support.limit_runs import by_key, most_in_window, runs
+from tests.support.waiting import wait_until
+from tests.support.worker_process import WorkerProcess, write_config
+
+H = "tests.support.limit_handlers"
+HOSTS, PER_HOST = 50, 10
+JITTER = 0.02   # a run starts a few milliseconds after its permit's time
+
+
+def test_fifty_hosts_each_get_five_a_second_and_the_run_takes_the_slowest_hosts_share(
+        redis_url, redis_client, ledger, tmp_path):
+    routes = {"l.host": {"handler": f"{H}:record", "limits": {"per_key": {"key": "url_host", "rate": "5/s"}}}}
+    items = [("l.host", {"url": f"https://h{h}.example/p/{n}", "k": f"h{h}"})
+             for h in range(HOSTS) for n in range(PER_HOST)]
+    random.Random(7).shuffle(items)
+    jobs = geoq.Client(redis_url).enqueue_many(items)
+    config = write_config(tmp_path / "w.yaml", redis_url, routes, worker={"concurrency": 500})
+    workers = [WorkerProcess(config, env=ledger.env, log=tmp_path / f"w{i}.log") for i in range(2)]
+    try:
+        wait_until(lambda: ledger.client.llen("ledger:runs") >= len(items), timeout=60, interval=0.1,
+                   message="every host's jobs to run")
+    finally:
+        for w in workers:
+            assert w.stop() == 0, w.log()
+    found = runs(ledger.client)
+    for host, host_runs in by_key(found).items():
+        starts = [r.start for r in host_runs]
+        assert most_in_window(starts, 1.0 - JITTER) <= 5, f"{host}: {[round(s - starts[0], 3) for s in starts]}"
+    starts = sorted(r.start for r in found)
+    share = (PER_HOST - 1) / 5   # the slowest host's runs, at 5/s, the first at once
+    took = max(r.end for r in found) - starts[0]
+    assert took <= share * 1.25 + 0.5, f"the run took {took:.2f}s; the slowest host's share is {share:.2f}s"
+    assert sorted(r.job_id for r in found) == sorted(j.id for j in jobs)
+    assert_settled(redis_client, ["default"])
+
+
+def test_a_job_whose_payload_lacks_its_key_fails_at_once_with_the_reason(redis_url, redis_client, ledger, tmp_path):
+    routes = {"l.acct": {"handler": f"{H}:record",
+                         "limits": {"per_key": {"key": "{payload.account_id}", "rate": "10/s"}}}}
+    client = geoq.Client(redis_url)
+    good = client.enqueue("l.acct", {"account_id": 7, "k": "7"})
+    bad = client.enqueue("l.acct", {"account": 7})
+    config = write_config(tmp_path / "w.yaml", redis_url, routes)
+    with WorkerProcess(config, env=ledger.env) as worker:
+        wait_until(lambda: client.status(bad.id).state == "dead" and client.status(good.id).state == "succeeded",
+                   timeout=30, message="the keyless job dead, the other done")
+        assert worker.stop() == 0, worker.log()
+    status = client.status(bad.id)
+    assert status.reason == "fail" and status.attempts == 1
+    assert status.last_error == ("Fail: limits.per_key.key {payload.account_id}: the payload has no "
+                                 "payload.account_id")
+    assert [r.job_id for r in runs(ledger.client)] == [good.id]
+    assert [d["id"] for d in assert_settled(redis_client, ["default"]).dead["default"]] == [bad.id]
