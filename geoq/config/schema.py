@@ -582,11 +582,13 @@ def _finish_per_key(values: dict[str, Any]) -> None:
     limited = values["rate"] is not None or values["concurrency"] is not None
     if values["key"] is None and limited:
         raise Invalid(f"a key ({limit_rules.KEY_RULE}) for the per-key rate or concurrency", key="key")
-    if values["key"] is not None and not limited:
-        raise Invalid("a rate or a concurrency for each key value", key="rate", got="neither")
 
 
 def _finish_limits(values: dict[str, Any]) -> None:
+    k = values["per_key"]
+    if k.key is not None and k.rate is None and k.concurrency is None and not values["adaptive"]:
+        raise Invalid("a per-key rate or concurrency, or adaptive: true, for the key", key="per_key",
+                      got=f"key {k.key.text} alone")
     if values["max_pause"] < values["pause"]:
         raise Invalid(f"a duration >= pause ({values['pause']:g}s)", key="max_pause",
                       got=f"{values['max_pause']:g}s")

@@ -63,6 +63,13 @@ class _Behaviour:
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
         domain = address.rpartition("@")[2].lower()
+        owner = self.owner
+        with owner._lock:
+            owner.rcpts.append((time.time(), domain))
+            tempfail = domain == owner.tempfail_domain and owner.tempfails < owner.tempfail_times
+            owner.tempfails += tempfail
+        if tempfail:
+            return f"{owner.tempfail_code} 4.7.0 {domain}: too many messages, try again later (planned)"
         if self.owner.reject_domain and domain == self.owner.reject_domain:
             return f"550 5.1.1 <{address}>: recipient domain {domain} is not accepted here"
         envelope.rcpt_tos.append(address)
@@ -114,11 +121,16 @@ class SmtpServer:
     """An aiosmtpd server on a free port of 127.0.0.1; start()/stop() or use it as a context manager."""
 
     def __init__(self, *, starttls: bool = False, implicit_tls: bool = False, auth: tuple[str, str] | None = None, fail_every: int = 0,
-                 reject_domain: str | None = None, idle_timeout: float | None = None, latency: float = 0.0) -> None:
+                 reject_domain: str | None = None, idle_timeout: float | None = None, latency: float = 0.0,
+                 tempfail_domain: str | None = None, tempfail_code: int = 421, tempfail_times: int = 1) -> None:
         self.host, self.port = "127.0.0.1", free_port()
         self.starttls, self.implicit_tls, self.auth = starttls, implicit_tls, auth
         self.fail_every, self.reject_domain, self.latency = fail_every, reject_domain, latency
         self.idle_timeout = idle_timeout
+        # RCPT for tempfail_domain answers tempfail_code (421, 451) the first tempfail_times times
+        self.tempfail_domain, self.tempfail_code, self.tempfail_times = tempfail_domain, tempfail_code, tempfail_times
+        self.tempfails = 0
+        self.rcpts: list[tuple[float, str]] = []   # (time, domain) of every RCPT command
         self.messages: list[Received] = []
         self.data_commands = 0
         self.connections = self.open_connections = self.peak_connections = 0
