@@ -15,6 +15,8 @@ from geoq.admin.errors import NotFound, UsageError
 from geoq.admin.session import Session
 from geoq.broker.admin import WorkerEntry
 from geoq.broker.inspect import Depth
+from geoq.broker.limits import LimitBroker, LimitState
+from geoq.config.schema import LimitsConfig
 from geoq.errors import RedisUnavailable
 from geoq.exits import EXIT_OK
 
@@ -28,18 +30,50 @@ _CLEAR = "\x1b[H\x1b[2J"
 class Stats:
     depths: Sequence[Depth]
     workers: Sequence[WorkerEntry]   # the live ones only
+    limits: Sequence[LimitState] = ()   # each route of the config that has limits
 
 
 def collect_stats(s: Session) -> Stats:
     scan = s.broker.scan_queues()
     depths = s.broker.depths(s.queues(scan), scan)
-    return Stats(depths, [w for w in s.broker.workers() if w.alive])
+    limited = [name for name, route in s.config.routes.items() if route.limits.any]
+    states = LimitBroker(s.broker.client, s.broker.scripts).states(limited) if limited else []
+    return Stats(depths, [w for w in s.broker.workers() if w.alive], states)
 
 
-def stats_json(st: Stats) -> dict[str, Any]:
+def stats_json(st: Stats, s: Session | None = None) -> dict[str, Any]:
     queues = {d.queue: {"ready": d.ready, "scheduled": d.scheduled, "processing": d.processing, "dead": d.dead,
                         "dead_trimmed": d.dead_trimmed} for d in st.depths}
-    return {"queues": queues, "workers": [worker_json(w) for w in st.workers]}
+    limits = {state.route: limit_json(state, s.config.routes[state.route].limits if s else None)
+              for state in st.limits}
+    return {"queues": queues, "workers": [worker_json(w) for w in st.workers], "limits": limits}
+
+
+def limit_json(state: LimitState, limits: LimitsConfig | None) -> dict[str, Any]:
+    """One limited route in `stats --json`: its state now, and the limits it runs under."""
+    out: dict[str, Any] = {"rate": state.rate, "slots_in_use": state.in_use, "keys_paused": state.paused}
+    if limits is not None:
+        k = limits.per_key
+        out["limit"] = {"rate": limits.rate, "concurrency": limits.concurrency, "adaptive": limits.adaptive,
+                        "per_key": None if k.key is None else {"key": k.key.text, "rate": k.rate,
+                                                                 "concurrency": k.concurrency}}
+    return out
+
+
+def limits_text(st: Stats, s: Session) -> str:
+    rows = []
+    for state in st.limits:
+        c = s.config.routes[state.route].limits
+        key = c.per_key
+        rows.append((state.route, state.rate, _rate(c.rate), state.in_use, c.concurrency or "-",
+                     f"{key.key.text} {_rate(key.rate)} {key.concurrency or '-'}" if key.key else "-",
+                     state.paused if c.adaptive else "-"))
+    return render.table(("LIMITED ROUTE", "RATE", "RATE LIMIT", "SLOTS IN USE", "CONCURRENCY",
+                         "PER KEY (RATE, CONCURRENCY)", "PAUSED"), rows)
+
+
+def _rate(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate:g}/s"
 
 
 def stats_text(st: Stats, s: Session) -> str:
@@ -50,6 +84,8 @@ def stats_text(st: Stats, s: Session) -> str:
                                   [(w.id, w.info.get("concurrency"), w.info.get("in_flight"),
                                     render.age(w.heartbeat_age) + " ago") for w in st.workers]))
     lines.append(f"{len(st.workers)} worker{'' if len(st.workers) == 1 else 's'} alive")
+    if st.limits:
+        lines += ["", limits_text(st, s)]
     dead = s.config.dead
     for d in st.depths:
         if d.dead_trimmed:
@@ -61,7 +97,7 @@ def stats_text(st: Stats, s: Session) -> str:
 def stats(s: Session, args: argparse.Namespace) -> int:
     if args.watch is None:
         st = s.read(lambda: collect_stats(s))
-        print(render.to_json(stats_json(st)) if args.json else stats_text(st, s))
+        print(render.to_json(stats_json(st, s)) if args.json else stats_text(st, s))
         return EXIT_OK
     return _watch(s, args.json, args.watch)
 
@@ -79,7 +115,7 @@ def _watch(s: Session, as_json: bool, every: float) -> int:
                 print(f"geoq: {render.one_line(str(e))}", file=sys.stderr, flush=True)
             else:
                 if as_json:
-                    print(render.to_json(stats_json(st)), flush=True)  # one object per line
+                    print(render.to_json(stats_json(st, s)), flush=True)  # one object per line
                 else:
                     head = f"every {render.age(every)}, {render.when(time.time())} (Ctrl-C to stop)"
                     print((_CLEAR if clear else "\n") + head + "\n\n" + stats_text(st, s), flush=True)
