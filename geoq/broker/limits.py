@@ -63,11 +63,14 @@ class LimitBroker:
     def __init__(self, client: "redis.Redis", scripts: Scripts) -> None:
         self.client, self.scripts = client, scripts
 
-    def take(self, batches: Sequence[tuple[LimitSpec, Sequence[Ask]]], lease_ms: int) -> list[list[tuple[int, float]]]:
-        """For each route's batch, per ask in order: (0, 0.0) granted, or (what held it back, seconds
-        to wait before asking again); see limit_take.lua. Every route in one round trip."""
-        replies = self._run("limit_take", [take_call(spec, asks, lease_ms) for spec, asks in batches])
-        return [_verdicts(reply) for reply in replies]
+    def take(self, batches: Sequence[tuple[LimitSpec, Sequence[Ask], int]],
+             lease_ms: int) -> list[tuple[int, dict[int, tuple[int, float]]]]:
+        """For each route's batch (spec, asks, spare permits wanted): the spare permits granted,
+        and the asks not simply granted, by position: (0, seconds to wait before starting)
+        granted, or (what held it back, seconds to wait before asking again); see limit_take.lua.
+        An ask not named is granted, to start now. Every route in one round trip."""
+        replies = self._run("limit_take", [take_call(spec, asks, lease_ms, spare) for spec, asks, spare in batches])
+        return [(int(reply[0]), _verdicts(reply)) for reply in replies]
 
     def release(self, by_route: dict[str, list[Lease]], run_ms: dict[str, float]) -> None:
         """Give back the slots of ended runs, every route in one round trip."""
@@ -109,11 +112,11 @@ class LimitBroker:
             return run(self.client, self.scripts, calls)
 
 
-def _verdicts(reply: Any) -> list[tuple[int, float]]:
-    return [(int(reply[i]), max(0.0, float(reply[i + 1]) / 1000.0)) for i in range(0, len(reply), 2)]
+def _verdicts(reply: Any) -> dict[int, tuple[int, float]]:
+    return {int(reply[i]) - 1: (int(reply[i + 1]), max(0.0, reply[i + 2] / 1000.0)) for i in range(1, len(reply), 3)}
 
 
-def take_call(spec: LimitSpec, asks: Sequence[Ask], lease_ms: int) -> Call:
+def take_call(spec: LimitSpec, asks: Sequence[Ask], lease_ms: int, spare: int = 0) -> Call:
     """The limit_take.lua call for one route's batch: each distinct key value once in KEYS."""
     k = keys.limit_keys(spec.route)
     index: dict[str, int] = {}
@@ -126,8 +129,9 @@ def take_call(spec: LimitSpec, asks: Sequence[Ask], lease_ms: int) -> Call:
     args: list[object] = [*_rate_args(spec.rate), spec.concurrency or 0, *_rate_args(spec.key_rate),
                           spec.key_concurrency or 0, lease_ms, pause_member(spec, None) if spec.key is None else "",
                           len(index), *[pause_member(spec, value) for value in index]]
-    for ask in asks:
-        args += [index[ask.key] if ask.key is not None else 0, ask.member, ask.job_id]
+    args += [len(asks), " ".join(ask.job_id for ask in asks),
+             " ".join(str(index[a.key]) if a.key is not None else "0" for a in asks) if index else "",
+             " ".join(ask.member for ask in asks) if spec.leased else "", spare]
     return Call("limit_take", names, args)
 
 

@@ -1,13 +1,14 @@
 """Fleet-wide limits in the worker: admit fetched jobs, hold back the rest, give slots back.
 
 - `admit` takes the jobs of one fetch whose route has limits and asks Redis for their permits,
-  one script call per route, all routes in one round trip (geoq.broker.limits). A job held
-  back is never run: it goes back to its queue's scheduled set, due when its rate permit,
-  reserved for it, is due (or, for a concurrency slot, when the line of jobs already waiting
-  for one says a slot should be free),
-  by the settler's ordinary retry move with its envelope and run count unchanged, so it
-  spends no attempt; it never takes a pool slot. Other jobs of the same fetch run at once,
-  whatever their key or route: a slow host does not hold up the rest.
+  one script call per route, all routes in one round trip (geoq.broker.limits), before they
+  are handed to the pool. (Asking from a greenlet of its own while the runs waited for their
+  verdicts in their slots cost more: each run then blocked once and had to be woken.) A job
+  held back is never run and takes no pool slot: it goes back to its queue's scheduled set,
+  due when its rate permit, reserved for it, is due (or, for a concurrency slot, when the line of jobs already waiting
+  for one says a slot should be free), by the settler's ordinary retry move with its
+  envelope and run count unchanged, so it spends no attempt. Other jobs of the same fetch
+  run at once, whatever their key or route: a slow host does not hold up the rest.
 - A run that holds concurrency slots (leases) gives them back when it ends (`finished`),
   in batches written by one greenlet; the leases of runs still going on are renewed every
   heartbeat. A worker that dies stops renewing, and its leases expire `dead_after` after the
@@ -45,7 +46,7 @@ from geoq.broker.broker import RetryLater
 from geoq.broker.limits import Ask, Lease, LimitBroker
 from geoq.errors import BrokerError, LimitKeyError
 from geoq.job import Job
-from geoq.limits import LIMIT_LABELS, LimitSpec, key_of, pause_for
+from geoq.limits import LIMIT_LABELS, LimitSpec, burst_of, key_of, pause_for
 from geoq.middleware import NO_EVENTS, Chain
 from geoq.outcome import describe
 
@@ -53,6 +54,9 @@ log = logging.getLogger(__name__)
 
 HOLD_ON_ERROR = 1.0     # seconds a limited job waits when its permit could not be asked for
 RELEASE_BATCH = 1000    # leases given back per round trip at most
+GRANTED = (0, 0.0)      # the verdict of an ask the limit script did not name: granted, to start now
+SPARE_PERMITS = 2000    # permits a worker asks to keep, for a route rate far from binding (limit_take.lua)
+SPARE_FOR = 0.1         # seconds spare permits may be spent: a start trails its permit by no more
 
 
 class Fetched(Protocol):
@@ -73,6 +77,14 @@ class Fetched(Protocol):
 
 Settle = Callable[[str, Any], None]                 # the settler's put
 Reject = Callable[[Any, str], Any]                  # (prepared, error) -> the prepared job, to be buried
+
+
+def _spare_wanted(spec: LimitSpec) -> int:
+    """Spare permits to ask for: only for a route rate alone (no key, no slots, no pauses, which
+    every job must ask about), a quarter of its burst at most."""
+    if spec.rate is None or spec.key is not None or spec.leased or spec.adaptive:
+        return 0
+    return min(SPARE_PERMITS, burst_of(spec.rate) // 4)
 
 
 class Waker:
@@ -133,18 +145,19 @@ class Limiter:
         self.events = events
         self._leases: dict[int, tuple[str, Lease, float]] = {}   # id(prepared) -> route, lease, start
         self._starts: dict[int, float] = {}   # id(prepared) -> seconds its permit says to wait before starting
+        self._spare: dict[str, tuple[int, float]] = {}   # route -> spare permits, monotonic time they lapse
         self._ended: Queue = Queue(maxsize=capacity)              # bounded: a full queue blocks the run's end
         self._serial = itertools.count()
-        self._pending = 0   # ended runs whose slots are not yet given back
+        self._pending_release = 0   # ended runs whose slots are not yet given back
 
     # -- admission ---------------------------------------------------------------------------
 
     def admit(self, queue: str, jobs: Sequence[Fetched], reject: Reject) -> list[Any]:
         """The jobs that may run now, in order: those without limits, those granted their
-        permits, and those whose key cannot be read (rejected: buried when run). The rest are
-        handed to the settler to wait in the scheduled set."""
+        permits, and those whose key cannot be read (replaced by their burial, `reject`). The
+        rest are handed to the settler to wait in the scheduled set; they take no pool slot."""
         run: list[Any] = []
-        asking: dict[str, tuple[LimitSpec, list[Any], list[Ask]]] = {}
+        asking: dict[str, tuple[LimitSpec, list[Any], list[str | None]]] = {}
         for p in jobs:
             spec = p.route.limit if p.route is not None else None
             if spec is None or p.job is None:
@@ -155,37 +168,65 @@ class Limiter:
             except LimitKeyError as e:
                 run.append(reject(p, str(e)))
                 continue
-            group = asking.setdefault(spec.route, (spec, [], []))
+            group = asking.get(spec.route) or asking.setdefault(spec.route, (spec, [], []))
             group[1].append(p)
-            group[2].append(Ask(key, f"{self.worker_id}|{p.job.id}|{next(self._serial)}", p.job.id))
-        if asking:
-            run += self._ask(queue, list(asking.values()))
+            group[2].append(key)
+        groups = []
+        for spec, waiting, values in asking.values():
+            if self._spent(spec, len(waiting)):
+                run += waiting   # spare permits taken earlier: no round trip
+            else:
+                groups.append((spec, waiting, self._asks(spec, waiting, values)))
+        if groups:
+            run += self._ask(queue, groups)
         return run
 
+    def _asks(self, spec: LimitSpec, jobs: list[Any], values: list[str | None]) -> list[Ask]:
+        if not spec.leased:
+            return [Ask(value, "", p.job.id) for p, value in zip(jobs, values)]
+        return [Ask(value, f"{self.worker_id}|{p.job.id}|{next(self._serial)}", p.job.id)
+                for p, value in zip(jobs, values)]
+
+    def _spent(self, spec: LimitSpec, n: int) -> bool:
+        """Take n of the route's spare permits, if it has that many still good."""
+        count, lapse = self._spare.get(spec.route, (0, 0.0))
+        if count < n or time.monotonic() > lapse:
+            return False
+        self._spare[spec.route] = (count - n, lapse)
+        return True
+
     def _ask(self, queue: str, groups: list[tuple[LimitSpec, list[Any], list[Ask]]]) -> list[Any]:
+        """The jobs granted; the others go back to wait (a little while, when Redis could not be asked)."""
         try:
-            verdicts = self.broker.take([(spec, asks) for spec, _, asks in groups], self.lease_ms)
+            replies = self.broker.take([(spec, asks, _spare_wanted(spec)) for spec, _, asks in groups],
+                                       self.lease_ms)
         except BrokerError as e:
             self.events.redis_error("limits")
-            log.warning("cannot ask for limit permits, holding %d jobs back for %gs: %s",
+            log.warning("cannot ask for limit permits, holding %d jobs back for about %gs: %s",
                         sum(len(js) for _, js, _ in groups), HOLD_ON_ERROR, e)
-            for spec, jobs, _ in groups:
+            for _, jobs, _ in groups:
                 for p in jobs:
                     self._hold(queue, p, HOLD_ON_ERROR * (0.5 + random.random()))
             return []
         granted: list[Any] = []
         now = time.monotonic()
-        for (spec, jobs, asks), replies in zip(groups, verdicts):
-            for p, ask, (code, wait) in zip(jobs, asks, replies):
-                if code == 0:
-                    if wait > 0:
-                        self._starts[id(p)] = wait
-                    if spec.leased:
-                        self._leases[id(p)] = (spec.route, Lease(ask.key, ask.member), now)
-                    granted.append(p)
-                else:
+        for (spec, jobs, asks), (spare, named) in zip(groups, replies):
+            if spare:
+                self._spare[spec.route] = (spare, now + SPARE_FOR)
+            if not named and not spec.leased:   # every job granted, none to lease: the common case
+                granted += jobs
+                continue
+            for i, (p, ask) in enumerate(zip(jobs, asks)):
+                code, wait = named.get(i, GRANTED)
+                if code != 0:
                     self.events.limited(spec.route, LIMIT_LABELS.get(code, "rate"))
                     self._hold(queue, p, wait)
+                    continue
+                if wait > 0:
+                    self._starts[id(p)] = wait
+                if spec.leased:
+                    self._leases[id(p)] = (spec.route, Lease(ask.key, ask.member), now)
+                granted.append(p)
         return granted
 
     def _hold(self, queue: str, p: Fetched, wait: float) -> None:
@@ -229,8 +270,11 @@ class Limiter:
         """Run a prepared job of a limited worker: after the wait its permit names (a fraction of a
         second at most, in its pool slot: see limit_take.lua's start schedule), and give back its
         concurrency slots however the run ends."""
-        wait = self._starts.pop(id(p), 0.0)
+        if not self._leases and not self._starts:   # no wait, nothing to give back: the common case
+            execute(p)
+            return
         try:
+            wait = self._starts.pop(id(p), 0.0)
             if wait > 0:
                 gevent.sleep(wait)
             execute(p)
@@ -244,7 +288,7 @@ class Limiter:
         held = self._leases.pop(id(p), None)
         if held is not None:
             route, lease, started = held
-            self._pending += 1
+            self._pending_release += 1
             self._ended.put((route, lease, time.monotonic() - started))
 
     def run_releases(self) -> None:
@@ -256,7 +300,7 @@ class Limiter:
             try:
                 self._release(batch)
             finally:
-                self._pending -= len(batch)
+                self._pending_release -= len(batch)
 
     def _release(self, batch: list[tuple[str, Lease, float]]) -> None:
         """Write until Redis takes it, or until the leases have expired by themselves anyway."""
@@ -295,7 +339,7 @@ class Limiter:
     def flush(self, timeout: float) -> bool:
         """Wait (up to `timeout`) until the slots of every ended run are given back; False on timeout."""
         deadline = time.monotonic() + timeout
-        while self._pending > 0:
+        while self._pending_release > 0:
             if time.monotonic() >= deadline:
                 return False
             gevent.sleep(0.01)

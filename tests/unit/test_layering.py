@@ -30,6 +30,7 @@ PURE_CORE = (
     "geoq.outcome",
     "geoq.middleware",
     "geoq.tracebacks",
+    "geoq.limits",
 )
 
 IO_LAYERS = ("gevent", "redis", "geoq.broker", "geoq.worker", "geoq.metrics", "prometheus_client")

@@ -247,7 +247,7 @@ def test_a_handlers_own_check_is_worded_like_the_rest_or_in_its_own_words():
     (Send, {"port": 0}, "option 'port': expected an integer >= 1, got 0"),
     (Send, {"password": 7}, "option 'password': expected a string, got <hidden>"),
     (Fetch, {"colour": 1}, "unknown option 'colour'; expected some of allow_hosts, block_private_networks, "
-                           "headers, max_body, max_connections, timeout"),
+                           "headers, idempotency_key, max_body, max_connections, timeout"),
     (Fetch, {"timeout": "soon"}, "option 'timeout': expected a duration > 0 such as 500ms, 30s, 5m, got 'soon'"),
     (Fetch, {"allow_hosts": {"a": 1}}, "option 'allow_hosts': expected a list of host patterns, got {'a': 1}"),
     (Fetch, {"headers": {"X-Key": ["s3cret"]}}, "option 'headers': header 'X-Key' must have a string value"),

@@ -8,11 +8,16 @@
 -- ARGV[1] route interval ms (0: no rate), ARGV[2] route burst tolerance ms, ARGV[3] route
 -- concurrency (0: none), ARGV[4..6] the same per key value, ARGV[7] lease time ms, ARGV[8] the
 -- route's pause member ('' when the route is not paused as a whole), ARGV[9] K key values,
--- ARGV[10..9+K] each key value's pause member ('' when not adaptive), then per job: the index
--- of its key value (0: none), its lease member ("worker|job|n") and its job id.
--- Returns: per job, in order, a code (0 granted, 1 rate, 2 concurrency, 3 key rate, 4 key
--- concurrency, 5 paused) and milliseconds: to wait before coming again, or, for a job granted,
--- to wait before it starts (0 mostly, at most START_AHEAD).
+-- ARGV[10..9+K] each key value's pause member ('' when not adaptive), ARGV[10+K] the number
+-- of jobs, then three lists, each one argument with its items apart by spaces (one argument,
+-- not one per job: redis-py's encoding of each argument cost more than the script): ARGV[11+K]
+-- the job ids, ARGV[12+K] the index of each job's key value ('' when no job has one),
+-- ARGV[13+K] each job's lease member, "worker|job|n" ('' when the route leases no slots),
+-- ARGV[14+K] spare permits wanted (see below; 0: none).
+-- Returns: the spare permits granted, then for each job not simply granted (most are, and then
+-- the reply is short to build and to read), three numbers: its 1-based position in the batch, a code (0 granted, 1 rate,
+-- 2 concurrency, 3 key rate, 4 key concurrency, 5 paused) and milliseconds: to wait before
+-- coming again, or, for a job granted, before it starts (at most START_AHEAD).
 -- Invariant: a job is granted all its permits or none; at most `concurrency` unexpired leases
 -- and, in any window of W seconds, at most rate x W + burst rate permits, whatever the number
 -- of workers asking. Rates are GCRA ("tat": theoretical arrival time). A job a rate holds back
@@ -45,7 +50,10 @@ local function load(key, leases, reserved, count_leases, int)
     redis.call('ZREMRANGEBYSCORE', leases, '-inf', now)  -- a dead worker's slots come back here
     s.running = redis.call('ZCARD', leases)
   end
-  if int > 0 then redis.call('ZREMRANGEBYSCORE', reserved, '-inf', now - UNCLAIMED) end
+  if int > 0 then
+    redis.call('ZREMRANGEBYSCORE', reserved, '-inf', now - UNCLAIMED)
+    s.reservations = redis.call('ZCARD', reserved)   -- none: no job needs to look for its own
+  end
   return s
 end
 
@@ -72,7 +80,7 @@ end
 -- due), else the time its reserved permit is due (reserved now if it had none).
 local function rate_check(s, int, tol, id)
   if int <= 0 then return nil end
-  local slot = tonumber(redis.call('ZSCORE', s.reserved, id))
+  local slot = s.reservations > 0 and tonumber(redis.call('ZSCORE', s.reserved, id))
   if slot then
     if slot <= now + EARLY then return 'use' end
     return slot
@@ -81,7 +89,7 @@ local function rate_check(s, int, tol, id)
   if due <= now then return 'take' end
   s.tat, s.dirty = math.max(s.tat, now) + int, true
   redis.call('ZADD', s.reserved, due, id)
-  s.last = math.max(s.last, due)
+  s.last, s.reservations = math.max(s.last, due), s.reservations + 1
   return due
 end
 
@@ -107,9 +115,42 @@ local function grant(s, int, verdict, id, member, lease, start)
   end
 end
 
+local function words(text)
+  local list = {}
+  for word in string.gmatch(text, '%S+') do list[#list + 1] = word end
+  return list
+end
+
+local jobs = tonumber(ARGV[10 + nkeys])
 local out, granted = {}, 0
-for j = 10 + nkeys, #ARGV, 3 do
-  local k, member, id = keys[tonumber(ARGV[j])], ARGV[j + 1], ARGV[j + 2]
+
+-- The common case in one step: a route rate alone, nobody waiting, not paused. As many jobs as
+-- there are tokens (and starts) now are granted at once; the rest take the way below. When the
+-- bucket holds at least twice as many more tokens as the worker wants spare, the limit is far
+-- from binding: the spare permits are granted too, for the worker to spend on its next jobs
+-- without asking (within a tenth of a second, geoq.worker.limiter), so a limit that never
+-- binds costs one call per several fetches.
+local first, spare = 1, 0
+if nkeys == 0 and not leasing and r_int > 0 and route.reservations == 0 and not paused_until(route_pause) then
+  local function room(at) return math.floor((now + r_tol - math.max(at, now)) / r_int) + 1 end
+  local avail = math.min(room(route.tat), room(route.st))
+  local count = math.max(0, math.min(jobs, avail))
+  local wanted = tonumber(ARGV[14 + nkeys]) or 0
+  if count == jobs and wanted > 0 and avail - jobs >= 2 * wanted then spare = wanted end
+  if count + spare > 0 then
+    local step = (count + spare) * r_int
+    route.tat, route.st = math.max(route.tat, now) + step, math.max(route.st, now) + step
+    route.dirty, granted, first = true, count + spare, count + 1
+  end
+end
+out[1] = spare
+
+local ids, kis, members = {}, {}, {}
+if first <= jobs then
+  ids, kis, members = words(ARGV[11 + nkeys]), words(ARGV[12 + nkeys]), words(ARGV[13 + nkeys])
+end
+for n = first, jobs do
+  local k, member, id = keys[tonumber(kis[n] or 0)], members[n] or '', ids[n]
   local code, wake = 0, now
   local ends = paused_until(k and k.pause or route_pause)
   local k_rate, r_rate
@@ -140,8 +181,11 @@ for j = 10 + nkeys, #ARGV, 3 do
     granted = granted + 1
     wake = start
   end
-  out[#out + 1] = code
-  out[#out + 1] = wake - now
+  if code ~= 0 or wake > now then
+    out[#out + 1] = n
+    out[#out + 1] = code
+    out[#out + 1] = wake - now
+  end
 end
 
 local function save(s, idle)
