@@ -60,3 +60,20 @@ def test_a_job_whose_payload_lacks_its_key_fails_at_once_with_the_reason(redis_u
                                  "payload.account_id")
     assert [r.job_id for r in runs(ledger.client)] == [good.id]
     assert [d["id"] for d in assert_settled(redis_client, ["default"]).dead["default"]] == [bad.id]
+
+
+def test_two_thousand_keys_leave_nothing_in_redis_once_idle(redis_url, redis_client, ledger, tmp_path):
+    routes = {"l.acct": {"handler": f"{H}:record", "limits": {"per_key": {"key": "{payload.account}", "rate": "2/s",
+                                                                           "concurrency": 5}}}}
+    jobs = geoq.Client(redis_url).enqueue_many([("l.acct", {"account": n % 2000, "k": str(n)}) for n in range(4000)])
+    config = write_config(tmp_path / "w.yaml", redis_url, routes, worker={"concurrency": 1000})
+    with WorkerProcess(config, env=ledger.env) as worker:
+        wait_until(lambda: ledger.client.llen("ledger:runs") >= len(jobs), timeout=60, interval=0.1,
+                   message="every account's jobs to run")
+        wait_until(lambda: not list(redis_client.scan_iter(match="geoq:{limit:l.acct}:k*", count=1000)),
+                   timeout=10, message="the accounts' limit keys to expire")
+        assert worker.stop() == 0, worker.log()
+    limit_keys = sorted(k.decode() for k in redis_client.scan_iter(match="geoq:{limit:*", count=1000))
+    assert limit_keys == ["geoq:{limit:l.acct}:state"]   # one small hash per route, kept an hour
+    assert sorted(r.job_id for r in runs(ledger.client)) == sorted(j.id for j in jobs)
+    assert_settled(redis_client, ["default"])

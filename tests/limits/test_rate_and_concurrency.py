@@ -41,10 +41,13 @@ def test_three_workers_hold_a_route_to_its_rate_together(redis_url, redis_client
     found = runs(ledger.client)
     ends = sorted(r.end for r in found)
     rate = (len(ends) - 1) / (ends[-1] - ends[0])
-    per_second = [sum(1 for e in ends if ends[0] + i <= e < ends[0] + i + 1) for i in range(int(ends[-1] - ends[0]) + 1)]
+    per_second = [sum(1 for e in ends if ends[0] + i <= e < ends[0] + i + 1)
+                  for i in range(int(ends[-1] - ends[0]) + 1)]
     assert 90 <= rate <= 110, f"{rate:.1f} jobs/s over the run; per second: {per_second}"
     assert most_in_window(ends) <= 120, f"{most_in_window(ends)} runs ended within one second"
     assert sorted(r.job_id for r in found) == sorted(j.id for j in jobs)   # each job once
+    client = geoq.Client(redis_url)
+    assert {client.status(j.id).attempts for j in jobs[::10]} == {1}   # waiting spent no attempt
     assert_settled(redis_client, ["default"])
 
 
