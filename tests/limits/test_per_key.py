@@ -6,8 +6,8 @@ from __future__ import annotations
 import random
 
 import geoq
-from tests.support.keyspace import assert_settled
-from tests.support.limit_runs import by_key, most_in_window, runs
+from tests.support.keyspace import assert_settled, places
+from tests.support.limit_runs import by_key, most_at_once, most_in_window, runs
 from tests.support.waiting import wait_until
 from tests.support.worker_process import WorkerProcess, write_config
 
@@ -77,3 +77,24 @@ def test_two_thousand_keys_leave_nothing_in_redis_once_idle(redis_url, redis_cli
     assert limit_keys == ["geoq:{limit:l.acct}:state"]   # one small hash per route, kept an hour
     assert sorted(r.job_id for r in runs(ledger.client)) == sorted(j.id for j in jobs)
     assert_settled(redis_client, ["default"])
+
+
+def test_a_slow_host_at_its_concurrency_does_not_hold_up_the_other_hosts_behind_it(
+        redis_url, redis_client, ledger, tmp_path):
+    routes = {"l.host": {"handler": f"{H}:record", "limits": {"per_key": {"key": "url_host", "concurrency": 2}}}}
+    client = geoq.Client(redis_url)
+    slow = client.enqueue_many([("l.host", {"url": "https://slow.example/x", "k": "slow", "sleep": 0.5})] * 200)
+    fast = client.enqueue_many([("l.host", {"url": f"https://f{n % 10}.example/", "k": f"f{n % 10}"})
+                                for n in range(500)])   # queued behind every slow job
+    config = write_config(tmp_path / "w.yaml", redis_url, routes, worker={"concurrency": 2000})
+    with WorkerProcess(config, env=ledger.env) as worker:
+        wait_until(lambda: {r.job_id for r in runs(ledger.client)} >= {j.id for j in fast}, timeout=15,
+                   interval=0.1, message="the other hosts' jobs to run while the slow host works through its own")
+        assert worker.stop() == 0, worker.log()
+    found = by_key(runs(ledger.client))
+    slow_runs = found["slow"]
+    assert len(slow_runs) < 100 and most_at_once(slow_runs) <= 2   # the slow host at its limit, far from done
+    where = places(redis_client, ["default"])
+    assert where.total("processing") == 0 and where.total("dead") == 0
+    left = where.total("ready") + where.total("scheduled")
+    assert left == len(slow) - len({r.job_id for r in slow_runs})   # the rest wait, none lost or run twice

@@ -15,9 +15,10 @@
 -- ARGV[13+K] each job's lease member, "worker|job|n" ('' when the route leases no slots),
 -- ARGV[14+K] spare permits wanted (see below; 0: none).
 -- Returns: the spare permits granted, then for each job not simply granted (most are, and then
--- the reply is short to build and to read), three numbers: its 1-based position in the batch, a code (0 granted, 1 rate,
--- 2 concurrency, 3 key rate, 4 key concurrency, 5 paused) and milliseconds: to wait before
--- coming again, or, for a job granted, before it starts (at most START_AHEAD).
+-- the reply is short to build and to read), three numbers: its 1-based position in the batch,
+-- a code (0 granted, 1 rate, 2 concurrency, 3 key rate, 4 key concurrency, 5 paused) and
+-- milliseconds: to wait before coming again, or, for a job granted, before it starts (at most
+-- START_AHEAD).
 -- Invariant: a job is granted all its permits or none; at most `concurrency` unexpired leases
 -- and, in any window of W seconds, at most rate x W + burst rate permits, whatever the number
 -- of workers asking. Rates are GCRA ("tat": theoretical arrival time). A job a rate holds back
@@ -26,9 +27,10 @@
 -- is passed over by one that came later. Starts keep the pace too: a second schedule ("st")
 -- of the times granted jobs start, under the same rule, makes a job that came back on time
 -- after one that came late start a little later (up to START_AHEAD ms), so two starts are
--- never closer than the rate allows however the jobs' delivery times vary. Jobs a concurrency limit holds back are spread out by
--- a wait line ("cline", spaced by the mean run time / concurrency) each denial joins at its
--- end, so they come back about as fast as slots free up, never polled for. A reservation
+-- never closer than the rate allows however the jobs' delivery times vary. Jobs a concurrency
+-- limit holds back are spread out by a wait line ("cline", spaced by the mean run time /
+-- concurrency) each denial joins at its end, so they come back about as fast as slots free
+-- up, never polled for. A reservation
 -- unclaimed 10 minutes after its time (its job cancelled) is dropped. Idle state expires: a key
 -- value's keys once its schedule, line and reservations are in the past.
 local t = redis.call('TIME')
