@@ -3,6 +3,9 @@
 Every delivery this executor takes gets exactly one after_run: a run that ends,
 a job buried as fetched (its Outcome says it never ran), and a run a stop
 interrupts (state "interrupted": the job goes back to its queue, the run does not count).
+A job a route's limit holds back (geoq.worker.limiter) is prepared but never taken: it did
+not run, gets no hook, and is delivered again. A run an adaptive route's server asked to
+slow down ends in a retry outcome whose job waits for its key's pause, its run not counted.
 """
 
 from __future__ import annotations

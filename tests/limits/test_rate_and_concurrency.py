@@ -12,7 +12,7 @@ import time
 
 import geoq
 from tests.support.keyspace import assert_settled
-from tests.support.limit_runs import by_key, most_at_once, most_in_window, runs
+from tests.support.limit_runs import most_at_once, most_in_window, runs
 from tests.support.waiting import wait_until
 from tests.support.worker_process import WorkerProcess, write_config
 

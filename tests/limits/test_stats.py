@@ -7,8 +7,8 @@ import json
 import geoq
 from geoq.broker.limits import LimitBroker
 from geoq.broker.scripts import Scripts
-from geoq.routing import limit_spec
 from geoq.config import load_config
+from geoq.routing import limit_spec
 from tests.admin.helpers import run_geoq
 from tests.support.keyspace import places
 from tests.support.waiting import wait_until

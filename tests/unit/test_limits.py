@@ -5,7 +5,6 @@ identities, the metric, the key names."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import yaml
@@ -19,8 +18,6 @@ from geoq.handlers.smtp import _Reply, build_envelope, job_message_id
 from geoq.limits import KeyRule, LimitSpec, burst_of, key_of, parse_key, pause_for
 from geoq.metrics import Metrics
 from geoq.routing import limit_spec
-
-MakeConfig = Callable[..., Path]
 
 
 def write(path: Path, limits: object) -> Path:
