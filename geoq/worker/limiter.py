@@ -11,8 +11,8 @@
   run at once, whatever their key or route: a slow host does not hold up the rest.
 - A run that holds concurrency slots (leases) gives them back when it ends (`finished`),
   in batches written by one greenlet; the leases of runs still going on are renewed every
-  heartbeat. A worker that dies stops renewing, and its leases expire `dead_after` after the
-  last renewal: its slots come back by the time the reaper returns its jobs.
+  heartbeat. A worker that dies stops renewing, and its leases expire `dead_after` plus a
+  heartbeat after the last renewal: its slots come back by the time the reaper returns its jobs.
 - `throttled`: on a route with `limits.adaptive`, a server's request to slow down
   (geoq.errors.Throttled) pauses the job's key for every worker and puts the job back,
   due at the pause's end, again without counting the run as an attempt.

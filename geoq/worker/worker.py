@@ -83,13 +83,15 @@ class Worker:
 
     def _limiter(self, config: Config, router: Router, events: Chain) -> Limiter | None:
         """The fleet-wide limits' worker side, or None when no route has limits (nothing is paid then).
-        Leases last dead_after and are renewed every heartbeat: a dead worker's slots come back
-        by the time the reaper returns its jobs."""
+        Leases last dead_after plus one heartbeat and are renewed every heartbeat: a hub blocked
+        for less than dead_after (which is never reaped) keeps its slots, and a dead worker's
+        come back by the time the reaper returns its jobs (dead_after, a heartbeat and a second,
+        then a pass)."""
         if not any(r is not None and r.limit is not None for r in map(router.get, router.types)):
             return None
         w = config.worker
         return Limiter(LimitBroker(self.redis, self.broker.scripts), self.id, self.settler.put,
-                       lease_time=w.dead_after, renew_every=w.heartbeat, capacity=w.concurrency,
+                       lease_time=w.dead_after + w.heartbeat, renew_every=w.heartbeat, capacity=w.concurrency,
                        promote=self.broker.promote, events=events)
 
     def _run_limited(self, p: Prepared) -> None:

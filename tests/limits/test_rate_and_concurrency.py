@@ -52,7 +52,9 @@ def test_three_workers_hold_a_route_to_its_rate_together(redis_url, redis_client
 
 
 QUICK = {"heartbeat": "1s", "dead_after": "3s"}
-SLOT_BOUND = 3 + 1 + 2   # dead_after, one renewal interval, and slack for a loaded machine
+# The reaper's bound: dead_after, its grace (a heartbeat and a second), one pass (0.75 s at most).
+# A lease lasts dead_after and a heartbeat past its last renewal, which came before the kill.
+SLOT_BOUND = 3 + (1 + 1) + 0.75
 
 
 def live_leases(client, route: str) -> list[str]:
