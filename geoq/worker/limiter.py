@@ -76,6 +76,7 @@ class Fetched(Protocol):
 
 
 Settle = Callable[[str, Any], None]                 # the settler's put
+Group = tuple[LimitSpec, list[Any], list[Ask]]      # one route's jobs of a fetch, and what they ask for
 Reject = Callable[[Any, str], Any]                  # (prepared, error) -> the prepared job, to be buried
 
 
@@ -171,7 +172,7 @@ class Limiter:
             group = asking.get(spec.route) or asking.setdefault(spec.route, (spec, [], []))
             group[1].append(p)
             group[2].append(key)
-        groups = []
+        groups: list[Group] = []
         for spec, waiting, values in asking.values():
             if self._spent(spec, len(waiting)):
                 run += waiting   # spare permits taken earlier: no round trip
@@ -195,7 +196,7 @@ class Limiter:
         self._spare[spec.route] = (count - n, lapse)
         return True
 
-    def _ask(self, queue: str, groups: list[tuple[LimitSpec, list[Any], list[Ask]]]) -> list[Any]:
+    def _ask(self, queue: str, groups: list[Group]) -> list[Any]:
         """The jobs granted; the others go back to wait (a little while, when Redis could not be asked)."""
         try:
             replies = self.broker.take([(spec, asks, _spare_wanted(spec)) for spec, _, asks in groups],
@@ -209,24 +210,29 @@ class Limiter:
                     self._hold(queue, p, HOLD_ON_ERROR * (0.5 + random.random()))
             return []
         granted: list[Any] = []
-        now = time.monotonic()
-        for (spec, jobs, asks), (spare, named) in zip(groups, replies):
+        for group, (spare, named) in zip(groups, replies):
             if spare:
-                self._spare[spec.route] = (spare, now + SPARE_FOR)
-            if not named and not spec.leased:   # every job granted, none to lease: the common case
-                granted += jobs
+                self._spare[group[0].route] = (spare, time.monotonic() + SPARE_FOR)
+            granted += self._sort(queue, group, named)
+        return granted
+
+    def _sort(self, queue: str, group: Group, named: dict[int, tuple[int, float]]) -> list[Any]:
+        """One route's jobs granted (their leases and start times noted); the rest held back."""
+        spec, jobs, asks = group
+        if not named and not spec.leased:   # every job granted, none to lease: the common case
+            return jobs
+        granted, now = [], time.monotonic()
+        for i, (p, ask) in enumerate(zip(jobs, asks)):
+            code, wait = named.get(i, GRANTED)
+            if code != 0:
+                self.events.limited(spec.route, LIMIT_LABELS.get(code, "rate"))
+                self._hold(queue, p, wait)
                 continue
-            for i, (p, ask) in enumerate(zip(jobs, asks)):
-                code, wait = named.get(i, GRANTED)
-                if code != 0:
-                    self.events.limited(spec.route, LIMIT_LABELS.get(code, "rate"))
-                    self._hold(queue, p, wait)
-                    continue
-                if wait > 0:
-                    self._starts[id(p)] = wait
-                if spec.leased:
-                    self._leases[id(p)] = (spec.route, Lease(ask.key, ask.member), now)
-                granted.append(p)
+            if wait > 0:
+                self._starts[id(p)] = wait
+            if spec.leased:
+                self._leases[id(p)] = (spec.route, Lease(ask.key, ask.member), now)
+            granted.append(p)
         return granted
 
     def _hold(self, queue: str, p: Fetched, wait: float) -> None:
