@@ -272,20 +272,22 @@ class Limiter:
 
     # -- runs ------------------------------------------------------------------------------------
 
-    def run(self, p: Any, execute: Callable[[Any], None]) -> None:
-        """Run a prepared job of a limited worker: after the wait its permit names (a fraction of a
-        second at most, in its pool slot: see limit_take.lua's start schedule), and give back its
-        concurrency slots however the run ends."""
-        if not self._leases and not self._starts:   # no wait, nothing to give back: the common case
-            execute(p)
-            return
-        try:
-            wait = self._starts.pop(id(p), 0.0)
-            if wait > 0:
-                gevent.sleep(wait)
-            execute(p)
-        finally:
-            self.finished(p)
+    def runner(self, execute: Callable[[Any], None]) -> Callable[[Any], None]:
+        """What the pool runs for each job of a limited worker: `execute(p)`, after the wait its
+        permit names (a fraction of a second at most, in its pool slot: see limit_take.lua's
+        start schedule), giving back its concurrency slots however the run ends."""
+        def run(p: Any) -> None:
+            if not self._leases and not self._starts:   # no wait, nothing to give back: the common case
+                execute(p)
+                return
+            try:
+                wait = self._starts.pop(id(p), 0.0)
+                if wait > 0:
+                    gevent.sleep(wait)
+                execute(p)
+            finally:
+                self.finished(p)
+        return run
 
     # -- leases ----------------------------------------------------------------------------------
 

@@ -59,9 +59,9 @@ class Worker:
         self.executor = Executor(router, self.settler.put, max_payload=w.max_payload, keep=config.results.keep,
                                  clock=self.clock.now, events=events,
                                  throttle=self.limiter.throttled if self.limiter is not None else None)
+        run = self.executor.run if self.limiter is None else self.limiter.runner(self.executor.run)
         # Runners kept waiting: two fetches' worth, so a full batch starts without spawning.
-        self.pool: Runners[Prepared] = Runners(w.concurrency, self._run_limited if self.limiter else self.executor.run,
-                                               idle_kept=2 * w.fetch_batch)
+        self.pool: Runners[Prepared] = Runners(w.concurrency, run, idle_kept=2 * w.fetch_batch)
         self.fetcher = Fetcher(self.broker, self.blocking, self.id, self.queues, w.weights, self.pool,
                                self._dispatch, batch=w.fetch_batch, block_timeout=w.block_timeout,
                                holding=self.held.__getitem__, events=events)
@@ -94,10 +94,6 @@ class Worker:
                        lease_time=w.dead_after + w.heartbeat, renew_every=w.heartbeat, capacity=w.concurrency,
                        promote=self.broker.promote, events=events)
 
-    def _run_limited(self, p: Prepared) -> None:
-        """A run in a worker with limited routes: the limiter times its start and gives back its slots."""
-        assert self.limiter is not None
-        self.limiter.run(p, self.executor.run)
 
     @property
     def info(self) -> WorkerInfo:
