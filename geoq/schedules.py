@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
+_MOST_STEPS = 100   # ticks of cronsim stepped over to get past a repeated hour (a few at most: one per minute of it)
 CRON_FORM = "a cron expression of 5 fields (minute hour day month weekday), such as \"0 3 * * *\""
 ZONE_FORM = "an IANA time zone such as Europe/Berlin or UTC"
 
@@ -71,14 +72,31 @@ class Timing:
         """The last tick at or before unix time `t`."""
         if self.every is not None:
             return math.floor(t / self.every) * self.every
-        return _walk(self, t, reverse=True)
+        tick = _walk(self, t, reverse=True)
+        # Going back from inside a repeated hour, cronsim can also step over the tick that fell
+        # in its first pass (02:30 CEST, seen from 02:10 CET): forward steps, which are right, catch up.
+        for _ in range(_MOST_STEPS):
+            later = _walk(self, tick, reverse=False)
+            if later > t:
+                return tick
+            tick = later
+        raise BadTiming(f"no tick of {self.cron!r} found near {t}")   # not reached
 
 
 def _walk(timing: Timing, t: float, *, reverse: bool) -> float:
-    """One step of cronsim from `t`, in the timing's zone. cronsim works in whole seconds: going
-    forward it starts from the second after `t`; going back, from `t`'s own second included."""
+    """The first tick after `t` (reverse: a tick at or before it), found with cronsim in the
+    timing's zone. cronsim works in whole seconds: going forward it starts from `t`'s second,
+    going back from that second included (a time with microseconds counts as its own first
+    tick back). Started inside an hour an autumn change repeats, it can answer a tick on the
+    wrong side of `t` (found by checking every 37 s of both 2026 changes in Berlin against its
+    own iteration, which is right); it is stepped on until the answer is on the right side."""
     assert timing.cron is not None
     at = datetime.fromtimestamp(math.floor(t), zone(timing.zone))
     if reverse:
-        at = at.replace(microsecond=1)  # cronsim counts a time with microseconds as its own first tick back
-    return next(CronSim(timing.cron, at, reverse=reverse)).timestamp()
+        at = at.replace(microsecond=1)
+    found = CronSim(timing.cron, at, reverse=reverse)
+    for _ in range(_MOST_STEPS):
+        tick = next(found).timestamp()
+        if (tick <= t) if reverse else (tick > t):
+            return tick
+    raise BadTiming(f"no tick of {timing.cron!r} found near {t}")   # not reached: a DST change repeats one hour

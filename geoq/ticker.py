@@ -24,6 +24,7 @@ from typing import Callable, Mapping, Sequence
 from geoq import records
 from geoq.broker.broker import Broker
 from geoq.config import ScheduleConfig
+from geoq.errors import BrokerError, GeoqError
 from geoq.job import Job
 
 log = logging.getLogger(__name__)
@@ -46,9 +47,10 @@ class Claim:
 
 
 def tick_job_id(schedule: ScheduleConfig, tick: float) -> str:
-    """The id of a tick's job: its queue first (so status() finds it), then schedule and tick."""
+    """The id of a tick's job: its queue first (so status() finds it), then schedule and tick
+    (unix seconds, to the millisecond, without trailing zeros: 1800000000, 1800000000.5)."""
     assert schedule.queue is not None  # the loader fills in the route's queue
-    return f"{schedule.queue}:sched:{schedule.name}:{tick:.3f}".rstrip("0").rstrip(".")
+    return f"{schedule.queue}:sched:{schedule.name}:{f'{tick:.3f}'.rstrip('0').rstrip('.')}"
 
 
 class Ticker:
@@ -74,11 +76,20 @@ class Ticker:
         return out
 
     def run_due(self) -> list[Claim]:
-        """Try every due tick now; each one tried is not tried again by this Ticker (whoever got it)."""
+        """Try every due tick now; a tick tried is not tried again by this Ticker (whoever got it),
+        unless Redis failed (BrokerError): then the next pass tries it again. A tick whose job
+        cannot be built (over max_payload, a middleware's error) raises once and is left."""
         now = self.clock()
-        claims = [self._claim(schedule, tick, now) for schedule, tick in self.due(now)]
-        for claim in claims:
-            self.done[claim.schedule] = claim.tick
+        claims = []
+        for schedule, tick in self.due(now):
+            try:
+                claims.append(self._claim(schedule, tick, now))
+            except BrokerError:
+                raise
+            except GeoqError:
+                self.done[schedule.name] = tick
+                raise
+            self.done[schedule.name] = tick
         return claims
 
     def next_at(self, now: float) -> float:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from geoq import records
 from geoq.broker import keys
 from geoq.broker.broker import Broker
 from geoq.broker.connection import connect
 from geoq.config import ScheduleConfig, default_config
+from geoq.errors import PayloadTooLarge
 from geoq.ticker import Ticker, last_runs
 
 K = keys.queue_keys("default")
@@ -92,3 +95,13 @@ def test_an_earlier_tick_is_refused_once_a_later_one_is_claimed(redis_url, redis
     assert b.claim_tick("default", "often", T0 + 60, "default:x2", state, b'{"i":"default:x2","a":0,"t":"t","p":1}')
     assert not b.claim_tick("default", "often", T0, "default:x1", state, b'{"i":"default:x1","a":0,"t":"t","p":1}')
     assert ready_ids(redis_client) == ["default:x2"]
+
+
+def test_a_tick_whose_job_is_too_large_raises_once_and_stores_nothing(redis_url, redis_client):
+    clock = Clock(T0 - 1)
+    ticker = Ticker(broker(redis_url), {"often": schedule(payload="x" * 2000)}, clock, max_payload=1024)
+    clock.now = T0
+    with pytest.raises(PayloadTooLarge):
+        ticker.run_due()
+    assert ticker.run_due() == []
+    assert redis_client.dbsize() == 0

@@ -120,3 +120,14 @@ def test_a_schedule_name_that_cannot_go_into_a_job_id_is_refused(tmp_config: Mak
     path = tmp_config(ROUTES + 'schedules:\n  "a b": {every: 1m, type: report.build}\n')
     with pytest.raises(ConfigError, match=r"schedules\.a b \(line 3\): expected a schedule name of 1-100 characters"):
         load_config(path, env={})
+
+
+def test_times_inside_the_repeated_autumn_hour_see_the_ticks_on_their_right_side() -> None:
+    """cronsim started inside the repeated hour can answer on the wrong side; geoq.schedules steps on."""
+    timing = Timing(cron="30 2 * * *", zone="Europe/Berlin")
+    inside = utc(2026, 10, 25, 1, 0, 34)   # 02:00:34 CET, the second pass of that hour
+    assert timing.latest_at_or_before(inside) == utc(2026, 10, 25, 0, 30)
+    assert timing.next_after(inside) == utc(2026, 10, 26, 1, 30)
+    hourly = Timing(cron="0 * * * *", zone="Europe/Berlin")
+    assert hourly.next_after(inside) == utc(2026, 10, 25, 2)
+    assert hourly.latest_at_or_before(inside) == utc(2026, 10, 25, 1)
