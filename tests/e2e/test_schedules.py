@@ -9,7 +9,7 @@ from geoq.broker import keys
 from tests.admin.helpers import redis_now
 from tests.support.keyspace import assert_settled
 from tests.support.waiting import wait_until
-from tests.support.worker_process import WorkerProcess, write_config
+from tests.support.worker_process import WorkerProcess, run_worker_once, write_config
 
 ROUTES = {"t.ok": {"handler": "tests.support.handlers:ok"}}
 
@@ -50,3 +50,15 @@ def test_four_workers_give_one_job_per_tick_for_twenty_seconds_through_a_sigkill
     assert all(tick_of(i) >= end and i not in ledger.succeeded() for i in waiting), waiting
     redis_client.delete(keys.queue_keys("default").ready, keys.queue_keys("default").state)
     assert_settled(redis_client, ["default"])
+
+
+def test_a_worker_refuses_a_schedule_of_no_route_in_one_line_and_exits_2(redis_url, redis_client, tmp_path):
+    config = write_config(tmp_path / "w.yaml", redis_url, ROUTES,
+                          schedules={"beat": {"every": "1s", "type": "t.nope"}})
+    done = run_worker_once(config)
+    assert done.returncode == 2, done.stderr
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in lines[0]
+    assert lines[0] == (f"geoq-worker: {config}: schedules.beat.type (line 13): expected the type of a route "
+                        f"under routes, got 't.nope', which no route names")
+    assert redis_client.dbsize() == 0
