@@ -40,7 +40,8 @@ def _entry(schedule: ScheduleConfig, now: float, last: float | None) -> dict[str
 
 
 def _row(schedule: ScheduleConfig, e: dict[str, Any]) -> tuple[Any, ...]:
-    when = f"every {render.age(schedule.every)}" if schedule.every is not None else f"{schedule.cron}"
+    when = f"every {render.age(schedule.every)}" if schedule.every is not None else \
+        f"{schedule.cron} ({schedule.timezone})"
     return (schedule.name, schedule.type, schedule.queue, when, _at(e["next_run"], schedule.timezone),
             _at(e["last_run"], schedule.timezone))
 

@@ -472,9 +472,7 @@ SCHEDULE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 """A schedule's name goes into its ticks' job ids (geoq.ticker), so only characters an id may hold."""
 
 
-def cron(value: Any) -> str | None:
-    if value is None or value == "":
-        return None
+def cron(value: Any) -> str:
     try:
         return schedules.check_cron(text(value).strip())
     except schedules.BadTiming as e:
@@ -507,15 +505,16 @@ def payload(value: Any) -> Any:
 
 
 def _unjson(value: Any) -> str:
-    """The type of the first part of `value` that JSON cannot hold."""
-    for part in (value.values() if isinstance(value, dict) else value if isinstance(value, list) else [value]):
-        if isinstance(part, (dict, list)):
-            return _unjson(part)
+    """What JSON cannot hold in `value` (which it cannot encode): the type of its first such part."""
+    parts = list(value.values()) if isinstance(value, dict) else value if isinstance(value, list) else None
+    if parts is None:
+        return f"a {type(value).__name__}"
+    for part in parts:
         try:
             json.dumps(part, allow_nan=False)
         except (TypeError, ValueError):
-            return f"a {type(part).__name__}"
-    return "a value JSON cannot hold"
+            return _unjson(part)
+    return "a key that is not a string"
 
 
 @dataclass(frozen=True, slots=True)
@@ -524,8 +523,9 @@ class ScheduleConfig:
 
     name: str = derived("the schedule's name under schedules")
     type: str = key(REQUIRED, text, "the job type each tick enqueues: a route's name (required)")
-    cron: str | None = key(None, cron, "cron expression, 5 fields (minute hour day month weekday); or every:")
-    every: float | None = key(None, optional(duration(positive=True)), "an interval such as 10m, aligned to the epoch; or cron:")
+    cron: str | None = key(None, optional(cron), "cron expression, 5 fields (minute hour day month weekday); or every:")
+    every: float | None = key(None, optional(duration(positive=True)),
+                              "an interval such as 10m, aligned to the epoch; or cron:")
     timezone: str = key("UTC", time_zone, "the zone cron: is read in (IANA name)")
     payload: Any = key(None, payload, "the payload of each job")
     queue: str | None = key(None, optional(queue_name), "queue of its jobs; default: the route's")
