@@ -12,6 +12,7 @@ from typing import Callable
 
 import pytest
 
+from geoq.middleware import Middleware
 from geoq.testing import Harness, HarnessError, StillRunning
 from tests.support import harness_handlers
 from tests.support.harness_handlers import RAN
@@ -157,3 +158,25 @@ def test_the_readmes_testing_example_passes_against_a_config_with_that_route(tmp
     exec(compile(example, "README.md", "exec"), space)
     space["test_report"]()  # type: ignore[operator]
     assert [t for t, _, _ in RAN] == ["report.build"]
+
+
+def test_the_harness_runs_middleware_hooks_as_producer_and_worker_would(tmp_config: MakeConfig):
+    seen: list[str] = []
+
+    class Recorder(Middleware):
+        def before_enqueue(self, job):  # type: ignore[no-untyped-def]
+            seen.append(f"enqueue {job.type}")
+            return job
+
+        def before_run(self, job):  # type: ignore[no-untyped-def]
+            seen.append(f"run {job.attempt}")
+
+        def after_run(self, job, outcome):  # type: ignore[no-untyped-def]
+            seen.append(f"{outcome.label} {job.attempt}")
+
+    with Harness(tmp_config(CONFIG), start=1_800_000_030.0, middleware=[Recorder()]) as h:
+        h.client.enqueue("sync.flaky", {"failures": 1})
+        h.drain()
+        h.advance(1)
+        h.drain()
+    assert seen == ["enqueue sync.flaky", "run 1", "retried 1", "run 2", "succeeded 2"]
