@@ -19,8 +19,8 @@ dead.lua (stores the envelope's bytes in the dead record); `peek_id` reads "i" t
 **State value** (the per-queue state hash, one per job still queued, scheduled or running):
 "state|attempts|due_at|last_error", a job waiting for its retry adding "\\n" and its last
 run's traceback. Mirrored by enqueue.lua ("q|0||", "s|0|due|"), retry.lua (writes "s|..."
-around `state_detail`) and reap.lua ("q|runs||worker died ..."); mark.lua, handback.lua and
-dead_retry.lua store values built here.
+around `state_detail`) and reap.lua ("q|runs||worker died ..."); mark.lua, handback.lua,
+dead_retry.lua and tick.lua store values built here.
 
 **Done record** (results.keep: a finished job's status and result, under a key with a TTL):
 {"s": state, "t": type, "a": attempts, "e": last_error, "r": result, "x": dead_reason,

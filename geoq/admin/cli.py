@@ -16,7 +16,7 @@ from typing import Callable, NoReturn, Sequence
 
 import redis
 
-from geoq.admin import commands, dead, lookup, render
+from geoq.admin import commands, dead, lookup, render, schedules
 from geoq.admin.errors import CommandError, UsageError
 from geoq.admin.session import Session, resolve_config
 from geoq.broker.errors import translate
@@ -92,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("purge", commands.purge, "delete every waiting (ready and scheduled) job of a queue")
     p.add_argument("queue", metavar="QUEUE")
     p.add_argument("--yes", action="store_true", help="yes, delete them")
+
+    p = command("schedules", schedules.schedules, "the config's schedules: when each runs next and ran last")
+    sub_schedules = p.add_subparsers(dest="schedules_command", metavar="COMMAND", parser_class=_Parser)
+    run = _Commands(sub_schedules)("run", schedules.run, "enqueue one job of a schedule now")
+    run.add_argument("name", metavar="NAME")
     return parser
 
 

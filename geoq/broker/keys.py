@@ -56,6 +56,11 @@ class QueueKeys:
         """Set: ids of workers that hold (or held) a processing list of this queue."""
         return f"{self.tag}:workers"
 
+    @property
+    def ticks(self) -> str:
+        """Hash: schedule name -> the last tick claimed (unix seconds) of each schedule enqueuing here."""
+        return f"{self.tag}:ticks"
+
     def processing(self, worker_id: str) -> str:
         """List: the jobs one worker has taken from this queue and not yet settled."""
         return f"{self.tag}:processing:{worker_id}"
