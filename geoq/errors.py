@@ -21,6 +21,9 @@ derive from Exception directly and are caught by the executor:
 
     Retry(delay=...)           retry at a chosen time (a run like any other: counts toward max_retries)
     Fail(reason)               dead-letter at once, no retries
+
+A cancel is neither: the worker throws JobCancelled into the handler's greenlet, a
+BaseException like gevent's Timeout, so that a handler's `except Exception` does not swallow it.
 """
 
 from __future__ import annotations
@@ -105,3 +108,8 @@ class Fail(Exception):
     def __init__(self, reason: str = "failed") -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class JobCancelled(BaseException):
+    """Thrown into a running handler whose job was cancelled (Client.cancel): the run ends
+    `cancelled`, is never retried, and its `finally` blocks run. Not an Exception on purpose."""

@@ -15,8 +15,9 @@ from typing import Any, Mapping
 from geoq import names
 from geoq.errors import InvalidJob
 
-STATES = ("queued", "scheduled", "running", "succeeded", "dead")
-DEAD_REASONS = ("max_retries", "fail", "max_deliveries", "undecodable", "not_a_job", "unknown_type", "oversize")
+STATES = ("queued", "scheduled", "running", "succeeded", "dead", "cancelled")
+DEAD_REASONS = ("max_retries", "fail", "max_deliveries", "undecodable", "not_a_job", "unknown_type", "oversize",
+                "expired")
 
 NO_META: Mapping[str, Any] = MappingProxyType({})
 _NO_OPTIONS: Mapping[str, Any] = MappingProxyType({})
@@ -45,6 +46,9 @@ class Job:
     due_at: float | None = None
     meta: Mapping[str, Any] = field(default_factory=lambda: NO_META)
     options: Mapping[str, Any] = field(default_factory=lambda: _NO_OPTIONS, compare=False)
+    expires_at: float | None = None
+    unique_key: str | None = None
+    unique_for: float | None = None
 
     @property
     def ready_at(self) -> float:

@@ -16,7 +16,7 @@ from typing import Callable, NoReturn, Sequence
 
 import redis
 
-from geoq.admin import commands, dead, lookup, render
+from geoq.admin import commands, control, dead, lookup, render
 from geoq.admin.errors import CommandError, UsageError
 from geoq.admin.session import Session, resolve_config
 from geoq.broker.errors import translate
@@ -92,6 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("purge", commands.purge, "delete every waiting (ready and scheduled) job of a queue")
     p.add_argument("queue", metavar="QUEUE")
     p.add_argument("--yes", action="store_true", help="yes, delete them")
+
+    p = command("cancel", control.cancel, "cancel a queued, scheduled or running job (exit 1: finished or unknown)")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("--queue", help="the job's queue, for an id that does not name it")
+    p = command("pause", control.pause, "every worker stops taking jobs from QUEUE (running jobs finish)")
+    p.add_argument("queue", metavar="QUEUE")
+    p = command("resume", control.resume, "workers take jobs from QUEUE again")
+    p.add_argument("queue", metavar="QUEUE")
     return parser
 
 

@@ -38,7 +38,7 @@ def collect_stats(s: Session) -> Stats:
 
 def stats_json(st: Stats) -> dict[str, Any]:
     queues = {d.queue: {"ready": d.ready, "scheduled": d.scheduled, "processing": d.processing, "dead": d.dead,
-                        "dead_trimmed": d.dead_trimmed} for d in st.depths}
+                        "dead_trimmed": d.dead_trimmed, "paused": d.paused} for d in st.depths}
     return {"queues": queues, "workers": [worker_json(w) for w in st.workers]}
 
 
@@ -50,6 +50,9 @@ def stats_text(st: Stats, s: Session) -> str:
                                   [(w.id, w.info.get("concurrency"), w.info.get("in_flight"),
                                     render.age(w.heartbeat_age) + " ago") for w in st.workers]))
     lines.append(f"{len(st.workers)} worker{'' if len(st.workers) == 1 else 's'} alive")
+    paused = [d.queue for d in st.depths if d.paused]
+    if paused:
+        lines.append("paused (no worker takes their jobs): " + ", ".join(paused))
     dead = s.config.dead
     for d in st.depths:
         if d.dead_trimmed:

@@ -55,6 +55,22 @@ class QueueKeys:
         """Set: ids of workers that hold (or held) a processing list of this queue."""
         return f"{self.tag}:workers"
 
+    @property
+    def paused(self) -> str:
+        """String: present while the queue is paused (every worker stops taking its jobs)."""
+        return f"{self.tag}:paused"
+
+    @property
+    def cancelling(self) -> str:
+        """Sorted set: ids of running jobs whose cancel is asked for, scored by when (Redis time);
+        workers read it about once a second to interrupt the ones they run."""
+        return f"{self.tag}:cancelling"
+
+    def unique(self, lock: str) -> str:
+        """String: the id of the job holding a unique key (`lock`, a digest: geoq.unique), without
+        a TTL while the job is live, then with the key's window as TTL."""
+        return f"{self.tag}:unique:{lock}"
+
     def processing(self, worker_id: str) -> str:
         """List: the jobs one worker has taken from this queue and not yet settled."""
         return f"{self.tag}:processing:{worker_id}"

@@ -3,6 +3,11 @@
 Every delivery this executor takes gets exactly one after_run: a run that ends,
 a job buried as fetched (its Outcome says it never ran), and a run a stop
 interrupts (state "interrupted": the job goes back to its queue, the run does not count).
+
+Job control: a job whose expiry has passed when it is fetched is buried as fetched, reason
+"expired"; a run whose job is cancelled is interrupted by `cancel(id)`, which throws
+JobCancelled into the handler's greenlet, and settles `cancelled` (never retried). A unique
+job's settlement names its lock, so the key's window starts when it ends.
 """
 
 from __future__ import annotations
@@ -15,14 +20,14 @@ import gevent
 
 from geoq import records
 from geoq import tracebacks
-from geoq.broker.broker import Ack, Bury, RetryLater
-from geoq.errors import InvalidJob, JobTimeout
+from geoq.broker.broker import Ack, Bury, Cancelled, RetryLater, Unique
+from geoq.errors import InvalidJob, JobCancelled, JobTimeout
 from geoq.job import Job
 from geoq.middleware import NO_EVENTS, Chain
-from geoq.outcome import DEAD, INTERRUPTED, RETRY, SUCCEEDED, Outcome, classify
+from geoq.outcome import CANCELLED, DEAD, INTERRUPTED, RETRY, SUCCEEDED, Outcome, classify
 from geoq.routing import Route, Router
 
-Settle = Callable[[str, Any], None]  # (queue, Ack | RetryLater | Bury)
+Settle = Callable[[str, Any], None]  # (queue, Ack | RetryLater | Bury | Cancelled)
 
 
 class Prepared(NamedTuple):
@@ -48,6 +53,9 @@ class Executor:
         self.max_payload = max_payload
         self.keep = keep
         self.events = events
+        # id -> the greenlet running its handler, only while the handler runs: a cancel is
+        # thrown only there, never into a settlement or the runner's next job.
+        self.running: dict[str, Any] = {}  # greenlets (gevent.getcurrent())
 
     def prepare(self, queue: str, envelope: bytes) -> Prepared:
         """Decode and route; bad input becomes a burial with its reason instead of an error."""
@@ -62,6 +70,9 @@ class Executor:
             return self._reject(queue, envelope, None, getattr(e, "reason", "not_a_job"), str(e))
         if route is None:  # never runs: its attempt stays the runs it made
             return self._reject(queue, envelope, job, "unknown_type", f"no route for job type {job.type!r}")
+        if job.expires_at is not None and job.expires_at <= self.clock():
+            return self._reject(queue, envelope, replace(job, attempt=job.attempt - 1), "expired",
+                                f"Expired: not started by its expiry at {job.expires_at:.3f}")
         return Prepared(queue, envelope, job, route)
 
     def running_state(self, p: Prepared) -> tuple[str, str]:
@@ -80,12 +91,35 @@ class Executor:
         started = time.monotonic()
         try:
             error, result = self._call(job, route)
+        except JobCancelled:
+            self._cancelled(p, job, time.monotonic() - started)
+            return
         except BaseException:  # killed by a stop (GreenletExit, the stop's deadline): it goes back
             self.events.after_run(job, Outcome(INTERRUPTED, duration=time.monotonic() - started))
             raise
         outcome, done = self._judge(job, route, error, result, time.monotonic() - started)
         self.settle(p.queue, self._settlement(p, job, outcome, done))
         self.events.after_run(job, outcome)
+
+    def cancel(self, job_id: str) -> bool:
+        """Interrupt the handler running job_id, if it runs here: True if it does. The throw waits
+        for the hub's next turn, and happens only if the handler is still running then."""
+        glet = self.running.get(job_id)
+        if glet is None:
+            return False
+        gevent.get_hub().loop.run_callback(self._throw, job_id, glet)
+        return True
+
+    def _throw(self, job_id: str, glet: Any) -> None:
+        current = self.running.get(job_id)
+        if current is not None and current is glet:  # suspended inside its handler (the hub runs this)
+            current.throw(JobCancelled(job_id))
+
+    def _cancelled(self, p: Prepared, job: Job, duration: float) -> None:
+        keep = self.keep > 0
+        done = records.encode_done("cancelled", job.attempt, job.last_error, None, None, job.type) if keep else b""
+        self.settle(p.queue, Cancelled(p.envelope, job.id, done, _unique(job)))
+        self.events.after_run(job, Outcome(CANCELLED, duration=duration))
 
     def _judge(self, job: Job, route: Route, error: BaseException | None, result: Any,
                duration: float) -> tuple[Outcome, bytes]:
@@ -110,6 +144,7 @@ class Executor:
         """The handler's result or exception; the middleware's before_run runs under the same timer."""
         timer = gevent.Timeout(job.timeout or route.timeout)
         timer.start()
+        self.running[job.id] = gevent.getcurrent()
         try:
             self.events.before_run(job)
             return None, route.handler(job)
@@ -120,11 +155,12 @@ class Executor:
         except Exception as e:
             return e, None
         finally:
+            self.running.pop(job.id, None)
             timer.close()
 
     def _settlement(self, p: Prepared, job: Job, outcome: Outcome, done: bytes) -> Ack | RetryLater | Bury:
         if outcome.state == SUCCEEDED:
-            return Ack(p.envelope, job.id, done)
+            return Ack(p.envelope, job.id, done, _unique(job))
         error = outcome.error or ""
         now = self.clock()
         history = job.history + ((round(now, 3), error),)
@@ -147,7 +183,14 @@ class Executor:
         attempts = job.attempt if job else 0
         record = records.encode_dead(queue, job, job_id, reason, error, self.clock(), traceback)
         done = records.encode_done("dead", attempts, error, None, reason, job.type if job else None, traceback)
-        return Bury(envelope, record, records.is_utf8(envelope), job_id, done)
+        return Bury(envelope, record, records.is_utf8(envelope), job_id, done, _unique(job))
+
+
+def _unique(job: Job | None) -> Unique | None:
+    """The lock a unique job releases when it ends (None for every other job)."""
+    if job is None or job.unique_key is None:
+        return None
+    return job.unique_key, float(job.unique_for or 0)
 
 
 def _unreadable(p: Prepared) -> Job:
