@@ -36,8 +36,12 @@ def expiry(expires: float | timedelta | datetime, now: float) -> float:
     """Unix seconds of an `expires=`: seconds or a timedelta from now, or a datetime."""
     if isinstance(expires, datetime):
         at = expires.timestamp()
+    elif isinstance(expires, timedelta):
+        at = now + expires.total_seconds()
+    elif isinstance(expires, (int, float)) and not isinstance(expires, bool) and expires == expires:
+        at = now + expires
     else:
-        at = now + seconds("expires", expires)
+        raise InvalidJob(f"expires must be a number of seconds, a timedelta or a datetime, got {expires!r}")
     if at <= now:
         raise InvalidJob(f"expires must be in the future, got {expires!r} (now is {now:.3f})")
     return round(at, 3)

@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id", help="the job's id (an id still live stores nothing)")
     p.add_argument("--max-retries", type=int, metavar="N")
     p.add_argument("--timeout", type=_positive_duration, metavar="DURATION")
+    p.add_argument("--expires", type=_duration, metavar="DURATION", help="not started within this: dead, expired")
+    p.add_argument("--unique-for", type=_duration, metavar="DURATION",
+                   help="unique job: while one with its key is live, and this long after, store nothing")
 
     dead_parser = command("dead", None, "list, show, retry or purge dead jobs")
     _dead_commands(_Commands(dead_parser.add_subparsers(dest="dead_command", required=True, metavar="COMMAND",

@@ -155,7 +155,8 @@ def _read_file(path: str) -> str:
 def enqueue(s: Session, args: argparse.Namespace) -> int:
     payload = read_payload(args.payload)
     job = s.client.enqueue(args.type, payload, queue=args.queue, delay=args.delay, priority=args.priority,
-                           max_retries=args.max_retries, timeout=args.timeout, id=args.id)
+                           max_retries=args.max_retries, timeout=args.timeout, id=args.id, expires=args.expires,
+                           unique_for=args.unique_for)
     print(render.to_json({"id": job.id, "type": job.type, "queue": job.queue}) if args.json else job.id)
     return EXIT_OK
 

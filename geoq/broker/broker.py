@@ -23,8 +23,8 @@ from geoq.broker.scripts import Call, Scripts, add, run
 _SCRIPTS: Scripts | None = None
 SCAN_COUNT = 1000  # keys or members per SCAN / ZSCAN call: few round trips, short ones
 _PAGE = 500
-_INLINE = 1 << 16
-EXPIRED_ERROR = "Expired: not started by its expiry"  # promote.lua says the same  # envelopes above this many bytes are sent as they are (see _bulk)
+_INLINE = 1 << 16  # envelopes above this many bytes are sent as they are (see _bulk)
+EXPIRED_ERROR = "Expired: not started by its expiry"  # promote.lua says the same
 
 
 def _scripts() -> Scripts:

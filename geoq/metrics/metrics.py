@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 UNKNOWN = "_unknown"
-OUTCOMES = ("succeeded", "retried", "dead", "cancelled")   # Outcome.label of every run counted (an interrupted one is not)
+# Outcome.label of every run counted (an interrupted one is not)
+OUTCOMES = ("succeeded", "retried", "dead", "cancelled")
 # Operations the worker reports Redis errors under; pre-set to 0 so rate() works from the first scrape.
 REDIS_OPS = ("fetch", "settle", "promote", "heartbeat", "scrape", "ping")
 

@@ -103,7 +103,7 @@ def test_the_label_values_are_bounded_by_the_config(metrics: Metrics, broker: Br
                 values.setdefault(label, set()).add(value)
     assert values["type"] == {"t.ok", "t.bulk", UNKNOWN}
     assert values["queue"] == {"default", "bulk", UNKNOWN}
-    assert values["outcome"] == {"succeeded", "retried", "dead"}
+    assert values["outcome"] == {"succeeded", "retried", "dead", "cancelled"}
     assert values["state"] == {"ready", "scheduled", "processing", "dead"}
 
 
