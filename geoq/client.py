@@ -225,9 +225,10 @@ class Client:
         """Wait for the job to finish and return its handler's return value.
 
         Raises ResultTimeout when it has not finished within `timeout` seconds (None waits
-        forever) and JobDead when it ended in the dead list. A failover during the wait is
-        waited out until the timeout (with None, for read_patience at a time); Redis still
-        unreachable then raises RedisUnavailable, since the job's state is unknown.
+        forever) and JobDead when it ended in the dead list (or was cancelled: reason
+        "cancelled"). A failover during the wait is waited out until the timeout (with None,
+        for read_patience at a time); Redis still unreachable then raises RedisUnavailable,
+        since the job's state is unknown.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = 0.005
@@ -238,6 +239,8 @@ class Client:
                 return st.result
             if st is not None and st.state == "dead":
                 raise JobDead(job_id, st.reason or "unknown", st.last_error)
+            if st is not None and st.state == "cancelled":   # it ends without a result, as a dead job does
+                raise JobDead(job_id, "cancelled", st.last_error)
             if deadline is not None and time.monotonic() >= deadline:
                 raise ResultTimeout(f"job {job_id} did not finish within {timeout} s "
                                     f"(state: {st.state if st else 'unknown'})")

@@ -1,7 +1,8 @@
 """`geoq [-c CONFIG | --redis-url URL] [--json] <command>`: see and fix queues from a shell.
 
 Exit status: 0 done; 1 what was asked for does not exist (or a named job could not be
-acted on); 2 usage or config error, authentication, ACL and certificate failures
+acted on: `cancel` of a finished or unknown job); 2 usage or config error (a bad job id
+or queue name included), authentication, ACL and certificate failures
 included; 3 Redis unreachable (refused, unknown host, timeout). Every error is one
 line on stderr. The config comes from -c, else $GEOQ_CONFIG, else the defaults;
 --redis-url replaces its redis.url.

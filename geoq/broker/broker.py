@@ -50,7 +50,7 @@ class NewJob:
     lock: str | None = None   # a unique job's lock (geoq.unique digest): stored only while no job holds it
 
 
-class Fetched(list):  # type: ignore[type-arg]  # list[bytes]: what callers always had, plus a flag
+class Fetched(list[bytes]):  # what callers always had, plus a flag
     """The envelopes one fetch moved; `paused` is True when their queue was found paused
     (then nothing was moved)."""
 

@@ -159,8 +159,9 @@ class Executor:
             timer.close()
 
     def _settlement(self, p: Prepared, job: Job, outcome: Outcome, done: bytes) -> Ack | RetryLater | Bury:
-        if outcome.state == SUCCEEDED:
-            return Ack(p.envelope, job.id, done, _unique(job))
+        if outcome.state == SUCCEEDED:  # the common case: no call for the lock of a job that has none
+            return Ack(p.envelope, job.id, done) if job.unique_key is None else Ack(p.envelope, job.id, done,
+                                                                                    _unique(job))
         error = outcome.error or ""
         now = self.clock()
         history = job.history + ((round(now, 3), error),)

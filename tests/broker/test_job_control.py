@@ -169,3 +169,10 @@ def test_a_route_unique_block_keys_jobs_by_its_template(tmp_config, redis_url, r
         with pytest.raises(geoq.InvalidJob, match="payload has no 'user'"):
             c.enqueue("sync.user", {"id": 7})
     assert redis_client.llen(K.ready) == 2
+
+
+def test_waiting_for_the_result_of_a_cancelled_job_raises_job_dead_cancelled(client):
+    job = client.enqueue("t.ok", {})
+    assert client.cancel(job.id)
+    with pytest.raises(geoq.JobDead, match="cancelled"):
+        client.result(job.id, timeout=5)
