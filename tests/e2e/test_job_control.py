@@ -53,6 +53,7 @@ def test_three_hundred_jobs_ready_scheduled_and_running_all_end_cancelled_within
         wait_until(lambda: places(redis_client, ["default"]).total("processing") == 0, timeout=10,
                    message="every running job interrupted")
         took = time.monotonic() - started
+        print(f"300 cancels sent and every running job interrupted and settled in {took:.2f} s")
         assert took < 3.0, took   # within a second of its cancel, plus 300 cancels and a loaded machine
         assert redis_client.zcard(keys.queue_keys("default").scheduled) == 0
         client.resume("held")   # the cancelled ready jobs are dropped by the fetch, never run
