@@ -176,3 +176,17 @@ def test_waiting_for_the_result_of_a_cancelled_job_raises_job_dead_cancelled(cli
     assert client.cancel(job.id)
     with pytest.raises(geoq.JobDead, match="cancelled"):
         client.result(job.id, timeout=5)
+
+
+def test_a_job_waiting_for_its_retry_when_cancelled_leaves_the_scheduled_set_and_ends_cancelled(broker, client,
+                                                                                                redis_client):
+    [(job_id, env)] = running(broker, client)
+    job = records.decode(env, "default")
+    again = records.encode(job, records.NO_LIMIT)
+    retry = RetryLater(env, again, 600.0, job_id, 1, records.state_detail("RuntimeError: boom"))
+    broker.settle("w1", [Settlement("default", retries=[retry])], KEEP)
+    assert client.status(job_id).state == "scheduled"
+    assert client.cancel(job_id)
+    assert redis_client.zcard(K.scheduled) == 0 and redis_client.hlen(K.state) == 0
+    st = client.status(job_id)
+    assert (st.state, st.attempts, st.last_error) == ("cancelled", 1, "RuntimeError: boom")

@@ -183,3 +183,27 @@ def test_a_paused_queue_keeps_its_depth_while_workers_serve_others_and_drains_on
     assert ran == {j.id for j in held + served}
     assert_settled(redis_client, ["paused", "other"])
     client.close()
+
+
+def test_jobs_cancelled_while_their_worker_lies_dead_are_reaped_to_nowhere_and_never_run_again(
+        redis_url, redis_client, ledger, tmp_path):
+    config = write_config(tmp_path / "w.yaml", redis_url, {"t.slow": SLOW},
+                          worker={"heartbeat": "1s", "dead_after": "3s"})
+    client = geoq.Client(redis_url)
+    first = WorkerProcess(config, env=ledger.env, log=tmp_path / "first.log")
+    try:
+        jobs = client.enqueue_many([("t.slow", {"sleep": 60}) for _ in range(3)])
+        wait_until(lambda: ledger.client.llen("ledger:started") == 3, timeout=30)
+        first.kill()
+        assert all(client.cancel(j.id) for j in jobs)   # the requests nobody reads: their worker is gone
+        with WorkerProcess(config, env=ledger.env, log=tmp_path / "second.log") as second:
+            wait_until(lambda: places(redis_client, ["default"]).total("processing") == 0, timeout=30,
+                       message="the dead worker's jobs were not reaped")
+            time.sleep(1.0)   # a job put back would have started by now
+            assert second.stop() == 0, second.log()
+    finally:
+        first.kill()
+    assert ledger.client.llen("ledger:started") == 3 and ledger.client.llen("ledger:succeeded") == 0
+    assert all(client.status(j.id).state == "cancelled" for j in jobs)
+    assert_settled(redis_client, ["default"])
+    client.close()
