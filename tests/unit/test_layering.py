@@ -30,6 +30,8 @@ PURE_CORE = (
     "geoq.outcome",
     "geoq.middleware",
     "geoq.tracebacks",
+    "geoq.unique",
+    "geoq.control",
 )
 
 IO_LAYERS = ("gevent", "redis", "geoq.broker", "geoq.worker", "geoq.metrics", "prometheus_client")
