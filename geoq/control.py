@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from geoq import unique
 from geoq.errors import InvalidJob
-from geoq.job import Job
+from geoq.job import Job, JobControl
 from geoq.unique import UniqueRule
 
 
@@ -29,7 +29,7 @@ def with_control(job: Job, now: float, expires: float | timedelta | datetime | N
             lock = unique.lock_digest(unique.key_text(job.type, job.payload, rule.key if rule else ""))
         except (TypeError, ValueError) as e:
             raise InvalidJob(f"unique key of {job.type}: {e}") from None
-    return dataclasses.replace(job, expires_at=expires_at, unique_key=lock, unique_for=window)
+    return dataclasses.replace(job, control=JobControl(expires_at, lock, window))
 
 
 def expiry(expires: float | timedelta | datetime, now: float) -> float:

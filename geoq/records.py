@@ -52,7 +52,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from geoq.errors import InvalidJob, PayloadTooLarge
-from geoq.job import Job, JobStatus
+from geoq.job import Job, JobControl, JobStatus
 
 HISTORY_KEPT = 10  # the last N errors ride along in the envelope; older ones are dropped
 META_LIMIT = 4096  # bytes of encoded job.meta: it is copied on every move of the job
@@ -72,8 +72,9 @@ def encode(job: Job, max_size: int) -> bytes:
     if job.deaths:
         body["d"] = job.deaths
     body["t"] = job.type
-    if job.expires_at is not None:
-        body["x"] = round(job.expires_at, 3)
+    control = job.control
+    if control is not None and control.expires_at is not None:
+        body["x"] = round(control.expires_at, 3)
     body["e"] = round(job.enqueued_at, 3)
     if job.due_at is not None:
         body["u"] = round(job.due_at, 3)
@@ -85,9 +86,9 @@ def encode(job: Job, max_size: int) -> bytes:
         body["h"] = [list(entry) for entry in job.history[-HISTORY_KEPT:]]
     if job.meta:
         body["c"] = _checked_meta(job)
-    if job.unique_key is not None:
-        body["k"] = job.unique_key
-        body["w"] = job.unique_for or 0
+    if control is not None and control.unique_key is not None:
+        body["k"] = control.unique_key
+        body["w"] = control.unique_for or 0
     body["p"] = job.payload
     try:
         raw = _COMPACT.encode(body).encode()
@@ -160,8 +161,12 @@ def _from_body(body: dict[str, Any], queue: str, next_run: int, options: Mapping
     return Job(id=job_id, type=job_type, queue=queue, payload=body.get("p"),
                attempt=runs + next_run, enqueued_at=float(body.get("e", 0.0)), max_retries=body.get("m"),
                timeout=body.get("o"), history=history, deaths=deaths, due_at=body.get("u"), meta=meta,
-               options=_EMPTY if options is None else options, expires_at=body.get("x"),
-               unique_key=body.get("k"), unique_for=body.get("w"))
+               options=_EMPTY if options is None else options,
+               control=_control(body) if "x" in body or "k" in body else None)
+
+
+def _control(body: dict[str, Any]) -> JobControl:
+    return JobControl(body.get("x"), body.get("k"), body.get("w"))
 
 
 def _invalid(reason: str, message: str) -> InvalidJob:

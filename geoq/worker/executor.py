@@ -70,7 +70,7 @@ class Executor:
             return self._reject(queue, envelope, None, getattr(e, "reason", "not_a_job"), str(e))
         if route is None:  # never runs: its attempt stays the runs it made
             return self._reject(queue, envelope, job, "unknown_type", f"no route for job type {job.type!r}")
-        if job.expires_at is not None and job.expires_at <= self.clock():
+        if job.control is not None and job.expires_at is not None and job.expires_at <= self.clock():
             return self._reject(queue, envelope, replace(job, attempt=job.attempt - 1), "expired",
                                 f"Expired: not started by its expiry at {job.expires_at:.3f}")
         return Prepared(queue, envelope, job, route)
@@ -160,8 +160,8 @@ class Executor:
 
     def _settlement(self, p: Prepared, job: Job, outcome: Outcome, done: bytes) -> Ack | RetryLater | Bury:
         if outcome.state == SUCCEEDED:  # the common case: no call for the lock of a job that has none
-            return Ack(p.envelope, job.id, done) if job.unique_key is None else Ack(p.envelope, job.id, done,
-                                                                                    _unique(job))
+            return Ack(p.envelope, job.id, done) if job.control is None else Ack(p.envelope, job.id, done,
+                                                                                 _unique(job))
         error = outcome.error or ""
         now = self.clock()
         history = job.history + ((round(now, 3), error),)

@@ -8,13 +8,13 @@ import pytest
 
 from geoq import control, records, unique
 from geoq.errors import InvalidJob
-from geoq.job import Job
+from geoq.job import Job, JobControl
 from geoq.unique import UniqueRule
 
 
 def test_expiry_and_unique_lock_ride_in_the_envelope_with_expiry_right_after_the_type():
-    job = Job(id="q:1", type="t.ok", queue="q", payload={"x": 1}, enqueued_at=10.0, expires_at=70.5,
-              unique_key="ab" * 16, unique_for=600.0)
+    job = Job(id="q:1", type="t.ok", queue="q", payload={"x": 1}, enqueued_at=10.0,
+              control=JobControl(expires_at=70.5, unique_key="ab" * 16, unique_for=600.0))
     raw = records.encode(job, 10_000)
     assert raw.startswith(b'{"i":"q:1","a":0,"t":"t.ok","x":70.5,"e":10.0,')
     assert records.decode(raw, "q") == job
