@@ -7,6 +7,7 @@
     ├── ResultTimeout          Client.result() waited longer than its timeout
     ├── JobDead                Client.result() for a job that ended in the dead list
     ├── JobTimeout             a run passed its timeout (what the outcome sees; the handler saw gevent's Timeout)
+    │   └── testing.StillRunning   a test harness's run still going at its timeout (drain raises it)
     ├── BrokerError            Redis failed us (translated from redis-py at the broker edge)
     │   ├── RedisUnavailable   refused, unreachable, timed out (CLI exit 3)
     │   ├── RedisAuthError     authentication, ACL or certificate failure (CLI exit 2)
@@ -14,6 +15,7 @@
     ├── admin.errors.CommandError   an admin command cannot do what was asked
     │   ├── UsageError         bad arguments or input (CLI exit 2)
     │   └── NotFound           what was asked for does not exist (CLI exit 1)
+    ├── testing.HarnessError   the test harness cannot do what was asked (no redis-server, endless drain)
     └── handlers.netguard.RefusedAddress   a URL's host is not allowed (the job fails at once)
 
 Handler signals are not errors of geoq but requests from a handler, so they

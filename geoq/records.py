@@ -22,11 +22,11 @@ mirroring the dead record below.
 **State value** (the per-queue state hash, one per job still queued, scheduled or running):
 "state|attempts|due_at|last_error", a job waiting for its retry adding "\\n" and its last
 run's traceback. Mirrored by enqueue.lua ("q|0||", "s|0|due|"), retry.lua (writes "s|..."
-around `state_detail`) and reap.lua ("q|runs||worker died ..."); mark.lua, handback.lua and
-dead_retry.lua store values built here. Two codes belong to cancels (cancel.lua): "c" a waiting
-job that is cancelled (its envelope, if still in the ready list, is dropped by fetch.lua) and "x"
-a running job whose cancel is asked for (fetch.lua, mark.lua, retry.lua, handback.lua and
-reap.lua honour both).
+around `state_detail`) and reap.lua ("q|runs||worker died ..."); mark.lua, handback.lua,
+dead_retry.lua and tick.lua store values built here. Two codes belong to cancels (cancel.lua):
+"c" a waiting job that is cancelled (its envelope, if still in the ready list, is dropped by
+fetch.lua) and "x" a running job whose cancel is asked for (fetch.lua, mark.lua, retry.lua,
+handback.lua and reap.lua honour both).
 
 **Done record** (results.keep: a finished job's status and result, under a key with a TTL):
 {"s": state, "t": type, "a": attempts, "e": last_error, "r": result, "x": dead_reason,

@@ -17,7 +17,7 @@ from typing import Callable, NoReturn, Sequence
 
 import redis
 
-from geoq.admin import commands, control, dead, lookup, render
+from geoq.admin import commands, control, dead, lookup, render, schedules
 from geoq.admin.errors import CommandError, UsageError
 from geoq.admin.session import Session, resolve_config
 from geoq.broker.errors import translate
@@ -104,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("queue", metavar="QUEUE")
     p = command("resume", control.resume, "workers take jobs from QUEUE again")
     p.add_argument("queue", metavar="QUEUE")
+
+    p = command("schedules", schedules.schedules, "the config's schedules: when each runs next and ran last")
+    sub_schedules = p.add_subparsers(dest="schedules_command", metavar="COMMAND", parser_class=_Parser)
+    run = _Commands(sub_schedules)("run", schedules.run, "enqueue one job of a schedule now")
+    run.add_argument("name", metavar="NAME")
     return parser
 
 

@@ -214,17 +214,19 @@ class Broker:
 
     # -- settling ------------------------------------------------------------------------------
 
-    def settle(self, worker_id: str, settlements: Sequence[Settlement], retention: Retention) -> SettleResult:
+    def settle(self, worker_id: str, settlements: Sequence[Settlement], retention: Retention,
+               now: float | None = None) -> SettleResult:
         """Apply marks, acks, retries and burials of several queues in one round trip.
 
         Each part is its own atomic script; a part Redis refused (maxmemory, a read-only
         replica) comes back in `refused` to be tried again, while the parts it took stay
         done. A lost connection raises: then nothing is known, and replaying everything is
         safe because every move first checks that its job is still in the processing list.
+        Retry delays count from `now` (a test harness's clock), else from Redis's TIME.
         """
         calls, parts = [], []
         for s in settlements:
-            for call, part in self._settle_calls(worker_id, s, retention):
+            for call, part in self._settle_calls(worker_id, s, retention, now):
                 calls.append(call)
                 parts.append(part)
         if not calls:
@@ -243,7 +245,8 @@ class Broker:
                 fenced += len(reply)
         return SettleResult(fenced, refused, error)
 
-    def _settle_calls(self, worker_id: str, s: Settlement, r: Retention) -> list[tuple[Call, Settlement]]:
+    def _settle_calls(self, worker_id: str, s: Settlement, r: Retention,
+                      now: float | None = None) -> list[tuple[Call, Settlement]]:
         k = keys.queue_keys(s.queue)
         processing = k.processing(worker_id)
         calls = []
@@ -257,7 +260,7 @@ class Broker:
             done_keys = [k.done(a.id) for a in s.acks]
             calls.append((Call("ack", (processing, k.state, *done_keys), args), Settlement(s.queue, acks=s.acks)))
         if s.retries:
-            args = []
+            args = ["" if now is None else repr(now)]
             for t in s.retries:
                 args += [_bulk(t.envelope), _bulk(t.new_envelope), repr(t.delay), t.id, t.attempts, t.detail]
             calls.append((Call("retry", (processing, k.scheduled, k.state), args),
@@ -293,22 +296,24 @@ class Broker:
 
     # -- scheduling ----------------------------------------------------------------------------
 
-    def promote(self, queue: str, limit: int = 1000) -> int:
+    def promote(self, queue: str, limit: int = 1000, now: float | None = None) -> int:
         """Move up to `limit` due jobs from the scheduled set to the ready list (or, expired, to
-        the dead set, leaving no done record); the number taken from the set."""
-        promotion = self.promote_due(queue, limit, 0)
+        the dead set, leaving no done record); the number taken from the set. Due as of `now`
+        (a test harness's clock), else as of Redis's TIME."""
+        promotion = self.promote_due(queue, limit, 0, now)
         return promotion.moved + len(promotion.expired)
 
-    def promote_due(self, queue: str, limit: int, keep: float) -> Promotion:
+    def promote_due(self, queue: str, limit: int, keep: float, now: float | None = None) -> Promotion:
         """Move up to `limit` due jobs from the scheduled set to the ready list, and those whose
         expiry has passed to the dead set (promote.lua, one atomic step), then store the expired
         jobs' done records for `keep` seconds. The records follow the move in a second round
         trip, as their keys are named by ids only the move learns; one lost with the connection
-        leaves the job dead all the same, and its status unknown."""
+        leaves the job dead all the same, and its status unknown. Due as of `now`, as promote."""
         k = keys.queue_keys(queue)
+        args: list[object] = [limit, queue] if now is None else [limit, queue, repr(now)]
         with redis_errors("promote"):
             ((moved, *rest),) = run(self.client, self.scripts,
-                                    [Call("promote", (k.scheduled, k.ready, k.dead, k.state), [limit, queue])])
+                                    [Call("promote", (k.scheduled, k.ready, k.dead, k.state), args)])
         expired = [(replies.text(rest[i]), replies.text(rest[i + 1]) or None, int(rest[i + 2]))
                    for i in range(0, len(rest), 3)]
         if expired and keep > 0:
@@ -366,6 +371,24 @@ class Broker:
         with redis_errors("pause"):
             answers = pipe.execute()
         return {queue for queue, flag in zip(queues, answers) if flag}
+
+    def claim_tick(self, queue: str, schedule: str, tick: float, job_id: str, state: str, envelope: bytes) -> bool:
+        """Claim a schedule's tick and enqueue its job at the ready list's tail, in one step (tick.lua):
+        True if this call claimed it, False if that tick or a later one was claimed already."""
+        k = keys.queue_keys(queue)
+        call = Call("tick", (k.ticks, k.ready, k.state), [schedule, repr(tick), job_id, state, envelope])
+        with redis_errors("tick"):
+            (claimed,) = run(self.client, self.scripts, [call])
+        return bool(claimed)
+
+    def last_ticks(self, wanted: Sequence[tuple[str, str]]) -> list[float | None]:
+        """The last tick claimed of each (queue, schedule), None where none is known; one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for queue, schedule in wanted:
+            pipe.hget(keys.queue_keys(queue).ticks, schedule)
+        with redis_errors("ticks"):
+            found = pipe.execute()
+        return [None if value is None else float(value) for value in found]
 
     def trim_dead(self, queue: str, retention: Retention) -> int:
         """Trim a queue's dead set to its bounds, oldest first, in bounded steps; the records dropped."""

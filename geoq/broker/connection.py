@@ -56,6 +56,8 @@ def connect(cfg: RedisConfig, *, read_timeout: float | None = None, max_connecti
         return cast("redis.Redis", _cluster(cfg, parts, kwargs))
     if scheme == "rediss":
         kwargs.update(_tls_kwargs(cfg))
+    if scheme == "unix":  # redis-py's Unix socket connection refuses the TCP-only option
+        del kwargs["socket_keepalive"]
     # redis-py lets a URL's credentials override keyword ones; ours must win, so the URL loses them.
     kwargs = {**_url_credentials(parts), **kwargs}
     pool = redis.BlockingConnectionPool.from_url(_without_credentials(cfg.url), retry=_no_retry(),

@@ -71,6 +71,11 @@ class QueueKeys:
         a TTL while the job is live, then with the key's window as TTL."""
         return f"{self.tag}:unique:{lock}"
 
+    @property
+    def ticks(self) -> str:
+        """Hash: schedule name -> the last tick claimed (unix seconds) of each schedule enqueuing here."""
+        return f"{self.tag}:ticks"
+
     def processing(self, worker_id: str) -> str:
         """List: the jobs one worker has taken from this queue and not yet settled."""
         return f"{self.tag}:processing:{worker_id}"

@@ -17,7 +17,7 @@ import redis
 from redis.exceptions import NoScriptError
 
 NAMES = ("enqueue", "fetch", "mark", "ack", "retry", "dead", "promote", "handback", "reap", "dead_retry", "purge",
-         "trim", "cancel", "cancelled", "release")
+         "trim", "tick", "cancel", "cancelled", "release")
 
 
 class Scripts:

@@ -6,12 +6,13 @@ same Config with every default, for programs that have no file.
 
 from geoq.config.loader import default_config, load_config
 from geoq.config.schema import (KEYS, BackoffConfig, Config, ConnectionSplit, DeadConfig, Key, LoggingConfig,
-                                MetricsConfig, MiddlewareConfig, RedisConfig, ResultsConfig, RouteConfig, SentinelConfig, TLSConfig,
+                                MetricsConfig, MiddlewareConfig, RedisConfig, ResultsConfig, RouteConfig, ScheduleConfig,
+                                SentinelConfig, TLSConfig,
                                 WorkerConfig, connection_split, least_connections)
 
 __all__ = [
     "KEYS", "BackoffConfig", "Config", "ConnectionSplit", "DeadConfig", "Key", "LoggingConfig", "MetricsConfig",
     "MiddlewareConfig",
-    "RedisConfig", "ResultsConfig", "RouteConfig", "SentinelConfig", "TLSConfig", "WorkerConfig", "connection_split",
+    "RedisConfig", "ResultsConfig", "RouteConfig", "ScheduleConfig", "SentinelConfig", "TLSConfig", "WorkerConfig", "connection_split",
     "default_config", "least_connections", "load_config",
 ]

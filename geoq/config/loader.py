@@ -14,6 +14,7 @@ of a key whose name contains password, secret or token:
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import re
@@ -29,7 +30,8 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
 from geoq.config import schema
-from geoq.config.schema import DEFAULT_REDIS_URL, DEFAULTS_PATH, Config, EnvText, Invalid, RedisConfig, RouteConfig
+from geoq.config.schema import (DEFAULT_REDIS_URL, DEFAULTS_PATH, Config, EnvText, Invalid, RedisConfig, RouteConfig,
+                                ScheduleConfig)
 from geoq.errors import ConfigError
 
 __all__ = ["default_config", "load_config"]
@@ -177,6 +179,7 @@ class _Reader:
         self.env = env
         self.producer = producer
         self.unset_ok = False  # True while reading handler options for a producer
+        self.route_queues: dict[str, str] = {}  # route name -> queue, once routes are read
 
     def fail(self, path: str, node: Node | None, expected: str, got: str) -> NoReturn:
         line = node.start_mark.line + 1 if node is not None else None
@@ -203,6 +206,8 @@ class _Reader:
             return self.build(f.metadata["section"], vnode, path, knode or parent, {})
         if "routes" in f.metadata:
             return self.routes(vnode, path, knode)
+        if "schedules" in f.metadata:
+            return self.schedules(vnode, path, knode)
         if knode is None or vnode is None:
             default = schema.default_of(f)
             if default is schema.REQUIRED:
@@ -239,6 +244,24 @@ class _Reader:
             if not name.strip() or name != name.strip():
                 self.fail(_join(path, name), knode, "a job type name without surrounding spaces", repr(name))
             out[name] = self.build(RouteConfig, vnode, _join(path, name), knode, {"type": name})
+        self.route_queues = {name: route.queue for name, route in out.items()}
+        return MappingProxyType(out)
+
+    def schedules(self, node: Node | None, path: str, key: Node | None) -> Mapping[str, ScheduleConfig]:
+        """Each schedule, its type checked against the routes (read before it) and its queue
+        defaulting to its route's."""
+        out: dict[str, ScheduleConfig] = {}
+        for name, (knode, vnode) in self.pairs(node, path, key, None).items():
+            here = _join(path, name)
+            if not schema.SCHEDULE_NAME.fullmatch(name):
+                self.fail(here, knode, "a schedule name of 1-100 characters of A-Z a-z 0-9 _ . -", repr(name))
+            schedule = self.build(ScheduleConfig, vnode, here, knode, {"name": name})
+            if schedule.type not in self.route_queues:
+                tnode = self.pairs(vnode, here, knode, None)["type"][0]
+                self.fail(_join(here, "type"), tnode, "the type of a route under routes",
+                          f"{schedule.type!r}, which no route names")
+            queue = schedule.queue or self.route_queues[schedule.type]
+            out[name] = dataclasses.replace(schedule, queue=queue)
         return MappingProxyType(out)
 
     def pairs(self, node: Node | None, path: str, key: Node | None, allowed: list[str] | None) -> Pairs:

@@ -9,15 +9,17 @@ whole table. Fields marked ``derived`` are computed, never read from YAML.
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import SplitResult, parse_qs, urlsplit
 
-from geoq import names
+from geoq import names, schedules
 from geoq import unique as unique_rules
 from geoq.unique import UniqueRule
 from geoq.units import parse_duration, parse_size
@@ -485,6 +487,89 @@ def _entry_part(check: Check, value: Any, where: str, show: bool = False) -> Any
         raise Invalid(e.expected, got=f"{where}: {shown}") from None
 
 
+# --- schedules ------------------------------------------------------------------------
+
+
+SCHEDULE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+"""A schedule's name goes into its ticks' job ids (geoq.ticker), so only characters an id may hold."""
+
+
+def cron(value: Any) -> str:
+    try:
+        return schedules.check_cron(text(value).strip())
+    except schedules.BadTiming as e:
+        raise Invalid(schedules.CRON_FORM, got=str(e)) from None
+
+
+def time_zone(value: Any) -> str:
+    try:
+        schedules.zone(text(value))
+    except schedules.BadTiming:
+        raise Invalid(schedules.ZONE_FORM) from None
+    return str(value)
+
+
+def optional(check: Check) -> Check:
+    """`check`, where null and "" mean "not set" (None)."""
+    def maybe(value: Any) -> Any:
+        return None if value is None or value == "" else check(value)
+    return maybe
+
+
+def payload(value: Any) -> Any:
+    """Any JSON value, as YAML typed it (what `enqueue(type, payload)` would take)."""
+    plain = _plain(value, "payload")
+    try:
+        json.dumps(plain, allow_nan=False)
+    except (TypeError, ValueError):
+        raise Invalid("a JSON value (quote dates and times)", got=f"a value holding {_unjson(plain)}") from None
+    return plain
+
+
+def _unjson(value: Any) -> str:
+    """What JSON cannot hold in `value` (which it cannot encode): the type of its first such part."""
+    parts = list(value.values()) if isinstance(value, dict) else value if isinstance(value, list) else None
+    if parts is None:
+        return f"a {type(value).__name__}"
+    for part in parts:
+        try:
+            json.dumps(part, allow_nan=False)
+        except (TypeError, ValueError):
+            return _unjson(part)
+    return "a key that is not a string"
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleConfig:
+    """One recurring job: a cron expression in a zone, or every: an interval; one job per tick."""
+
+    name: str = derived("the schedule's name under schedules")
+    type: str = key(REQUIRED, text, "the job type each tick enqueues: a route's name (required)")
+    cron: str | None = key(None, optional(cron), "cron expression, 5 fields (minute hour day month weekday); or every:")
+    every: float | None = key(None, optional(duration(positive=True)),
+                              "an interval such as 10m, aligned to the epoch; or cron:")
+    timezone: str = key("UTC", time_zone, "the zone cron: is read in (IANA name)")
+    payload: Any = key(None, payload, "the payload of each job")
+    queue: str | None = key(None, optional(queue_name), "queue of its jobs; default: the route's")
+    catch_up: float = key(0.0, duration(positive=False),
+                          "on start, the last missed tick runs once if it is younger than this; 0 = skip it")
+
+    @property
+    def timing(self) -> schedules.Timing:
+        return schedules.Timing(cron=self.cron, zone=self.timezone, every=self.every)
+
+
+def _finish_schedule(values: dict[str, Any]) -> None:
+    if values["cron"] is not None and values["every"] is not None:
+        raise Invalid("cron or every, not both", key="every", got="both")
+    if values["cron"] is None and values["every"] is None:
+        raise Invalid("cron: or every: (when its jobs run)", got="neither")
+
+
+def _no_schedules() -> Mapping[str, ScheduleConfig]:
+    return MappingProxyType({})
+
+
 def _no_routes() -> Mapping[str, RouteConfig]:
     return MappingProxyType({})
 
@@ -504,6 +589,9 @@ class Config:
                                                    "pkg.module:attr or {handler: pkg.module:attr, options: {...}}")
     routes: Mapping[str, RouteConfig] = field(
         default_factory=_no_routes, metadata={"routes": RouteConfig, "doc": "job type -> route"})
+    # After routes: the loader checks each schedule's type against the routes read before it.
+    schedules: Mapping[str, ScheduleConfig] = field(
+        default_factory=_no_schedules, metadata={"schedules": ScheduleConfig, "doc": "name -> recurring job"})
 
 
 # --- checks across keys ------------------------------------------------------------
@@ -540,7 +628,7 @@ def _finish_metrics(values: dict[str, Any]) -> None:
 
 FINISH: Mapping[type, Callable[[dict[str, Any]], None]] = MappingProxyType({
     RedisConfig: _finish_redis, TLSConfig: _finish_tls, BackoffConfig: _finish_backoff,
-    WorkerConfig: _finish_worker, MetricsConfig: _finish_metrics,
+    WorkerConfig: _finish_worker, MetricsConfig: _finish_metrics, ScheduleConfig: _finish_schedule,
 })
 
 
@@ -620,6 +708,8 @@ def walk(cls: type, prefix: str = "") -> Iterator[Key]:
         yield Key(path, default_of(f), meta.get("check"), meta["doc"])
         if "routes" in meta:
             yield from walk(meta["routes"], path + ".<type>.")
+        elif "schedules" in meta:
+            yield from walk(meta["schedules"], path + ".<name>.")
         elif "section" in meta:
             yield from walk(meta["section"], path + ".")
 

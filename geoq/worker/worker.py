@@ -19,6 +19,7 @@ from geoq.errors import BrokerError, RedisAuthError
 from geoq.middleware import NO_EVENTS, Chain, WorkerInfo
 from geoq.outage import Outage
 from geoq.routing import Router
+from geoq.ticker import Ticker
 from geoq.worker.canceller import Canceller
 from geoq.worker.executor import Executor, Prepared
 from geoq.worker.fetcher import Fetcher
@@ -27,6 +28,7 @@ from geoq.worker.reaper import Reaper
 from geoq.worker.runners import Runners
 from geoq.worker.scheduler import Scheduler
 from geoq.worker.settler import Settler
+from geoq.worker.ticks import TickLoop
 from geoq.worker.shutdown import Deadline, StopReport, hand_back, hand_back_all, log_stop, within
 
 log = logging.getLogger(__name__)
@@ -101,10 +103,19 @@ class Worker:
         self.events.worker_started(self.info)
         self._loops = [gevent.spawn(loop) for loop in (self.settler.run, self.scheduler.run, self.reaper.run,
                                                       self.canceller.run)]
+        if self.config.schedules:
+            self._loops.append(gevent.spawn(self._tick_loop().run))
         self._loops.append(self.heartbeat.start())
         self._fetch_loop = gevent.spawn(self.fetcher.run)
         log.info("worker %s started: queues %s, concurrency %d", self.id, ",".join(self.queues), self.pool.size)
         return True
+
+    def _tick_loop(self) -> TickLoop:
+        """The schedules' loop; built once the clock is synced (at registration), as ticks are
+        judged from then on."""
+        ticker = Ticker(self.broker, self.config.schedules, self.clock.now,
+                        max_payload=self.config.worker.max_payload, prepare=self.events.before_enqueue)
+        return TickLoop(ticker, self.events)
 
     def request_stop(self) -> None:
         """First call: graceful stop. Second call: skip the rest of the grace (jobs still handed back)."""

@@ -77,7 +77,7 @@ def test_the_example_shows_every_key_of_the_schema() -> None:
     def walk(node: yaml.Node, prefix: str) -> None:
         if isinstance(node, yaml.MappingNode):
             for knode, vnode in node.value:
-                path = prefix + ("<type>" if prefix == "routes." else knode.value)
+                path = prefix + {"routes.": "<type>", "schedules.": "<name>"}.get(prefix, knode.value)
                 shown.add(path)
                 walk(vnode, path + ".")
 
@@ -440,7 +440,7 @@ def test_a_tab_indent_is_a_yaml_syntax_error_on_its_line(tmp_config: MakeConfig)
 def test_an_unknown_top_level_key_is_an_error(tmp_config: MakeConfig) -> None:
     path = tmp_config("redis: {}\nwrker:\n  concurrency: 5\n")
     assert error_of(path) == (f"{path}: wrker (line 2): expected one of redis, worker, dead, logging, metrics, "
-                              f"results, middleware, routes, got an unknown key (did you mean worker?)")
+                              f"results, middleware, routes, schedules, got an unknown key (did you mean worker?)")
 
 
 def test_an_unknown_key_inside_a_route_is_an_error(tmp_config: MakeConfig) -> None:

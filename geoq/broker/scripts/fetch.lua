@@ -3,7 +3,7 @@
 -- the ready list to the tail of this worker's processing list, and mark each running.
 -- One command instead of one LMOVE per job: the batch costs one reply to parse, not one per job.
 -- KEYS[1] ready list, KEYS[2] processing list, KEYS[3] state hash, KEYS[4] the queue's paused flag
--- ARGV[1] how many at most
+-- ARGV[1] how many at most (jobs dropped as cancelled do not count; at most 1000 are dropped per call)
 -- Returns: {tail, paused, then the envelopes moved, in order (fewer when the ready list ran out)}.
 -- tail is 1 when the job at the processing list's tail was taken out again unmarked (the job a
 -- BLMOVE of the same pipeline moved: the caller drops BLMOVE's reply); paused is 1 when the
@@ -46,9 +46,17 @@ local tail = redis.call('LINDEX', KEYS[2], -1)
 if tail and take(tail, true) == 'drop' then tail_gone = 1 end
 local out = {tail_gone, paused}
 if paused == 1 then return out end
-for _ = 1, tonumber(ARGV[1]) do
+-- Dropped jobs do not count against the batch, up to 1000 of them per call (a long run of
+-- cancelled jobs is dropped over several calls, none holding Redis for long).
+local wanted, drops = tonumber(ARGV[1]) + 2, 1000
+while #out < wanted do
   local envelope = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
   if not envelope then break end
-  if take(envelope, false) ~= 'drop' then out[#out + 1] = envelope end
+  if take(envelope, false) ~= 'drop' then
+    out[#out + 1] = envelope
+  else
+    drops = drops - 1
+    if drops == 0 then break end
+  end
 end
 return out

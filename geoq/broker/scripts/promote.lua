@@ -3,6 +3,8 @@
 -- has passed goes to the dead set instead, with reason "expired".
 -- KEYS[1] scheduled set, KEYS[2] ready list, KEYS[3] dead set, KEYS[4] state hash
 -- ARGV[1] most jobs to move in this call (bounds the time the script holds Redis), ARGV[2] the queue's name
+-- ARGV[3] optional: the time to promote as of (unix seconds), for a test harness that moves its
+--   clock (geoq.testing); absent, Redis's own TIME
 -- Returns: {jobs moved to the ready list, then id, type and runs made of each job that expired}.
 -- Invariant: a due job is moved exactly once however many workers promote at the same time,
 -- because the read and the move happen inside one script.
@@ -11,6 +13,7 @@
 -- needs a key named by the id, so the caller writes it after this call.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+if ARGV[3] then now = tonumber(ARGV[3]) end
 
 local function expired(env)
   local id, runs, rest = string.match(env, '^{"i":"([^"]+)","a":(%d+),(.*)$')
