@@ -7,7 +7,7 @@ it and through geoq in one run and prints geoq's rate as a share of this one. Pe
 it makes exactly the worker's round trips (geoq.worker.fetcher, settler; geoq.broker.broker):
 
 - the fetch: one pipeline of BLMOVE for the first job and fetch.lua for the rest (which marks
-  each job running);
+  each job running, after checking the queue's paused flag);
 - the settle: ack.lua (each job out of the processing list, its state entry deleted, its done
   record stored), the outcomes of a batch in one call;
 
@@ -36,7 +36,7 @@ from gevent.queue import Queue  # noqa: E402
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "geoq" / "broker" / "scripts"
 TAG = "geoq:{default}"
-READY, STATE = f"{TAG}:ready", f"{TAG}:state"
+READY, STATE, PAUSED = f"{TAG}:ready", f"{TAG}:state", f"{TAG}:paused"
 HEADER_ID = re.compile(rb'^\{"i":"([^"]+)","a":(\d+)')
 KEEP = 86400  # results.keep's default: every job leaves its done record, as in the drain rows
 
@@ -60,9 +60,9 @@ class Floor:
             free = min(self.pool.free_count(), self.batch)
             pipe = self.blocking.pipeline(transaction=False)
             pipe.blmove(READY, self.processing, 1.0, "LEFT", "RIGHT")
-            pipe.evalsha(self.sha["fetch"], 3, READY, self.processing, STATE, free - 1)  # moves, marks running
-            first, more = pipe.execute()
-            envelopes = ([first] if first is not None else []) + list(more)
+            pipe.evalsha(self.sha["fetch"], 4, READY, self.processing, STATE, PAUSED, free - 1)  # moves, marks running
+            first, (tail_gone, _paused, *more) = pipe.execute()
+            envelopes = ([first] if first is not None and not tail_gone else []) + list(more)
             self.dispatch(envelopes)
 
     def dispatch(self, envelopes: list[bytes]) -> None:

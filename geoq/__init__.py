@@ -5,7 +5,7 @@ imports no gevent, patches nothing, spawns nothing and connects nothing.
 """
 
 from geoq.client import Client
-from geoq.errors import (BrokerError, ConfigError, Fail, GeoqError, InvalidJob, JobDead, PayloadTooLarge,
+from geoq.errors import (BrokerError, ConfigError, Fail, GeoqError, InvalidJob, JobCancelled, JobDead, PayloadTooLarge,
                          RedisAuthError, RedisFull, RedisUnavailable, ResultTimeout, Retry)
 from geoq.job import Job, JobStatus
 from geoq.middleware import Middleware, WorkerInfo
@@ -13,7 +13,8 @@ from geoq.middleware import Middleware, WorkerInfo
 __version__ = "0.1.0"
 
 __all__ = [
-    "BrokerError", "Client", "ConfigError", "Fail", "GeoqError", "InvalidJob", "Job", "JobDead", "JobStatus",
+    "BrokerError", "Client", "ConfigError", "Fail", "GeoqError", "InvalidJob", "Job", "JobCancelled", "JobDead",
+    "JobStatus",
     "Middleware", "PayloadTooLarge", "RedisAuthError", "RedisFull", "RedisUnavailable", "ResultTimeout", "Retry",
     "WorkerInfo", "__version__",
 ]

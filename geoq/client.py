@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
+from geoq import control
 from geoq import job as jobs
 from geoq import records
 from geoq import plugins
@@ -76,11 +78,19 @@ class Client:
                 delay: float | timedelta | None = None, at: datetime | float | None = None,
                 priority: str | None = None, max_retries: int | None = None,
                 timeout: float | None = None, id: str | None = None,
-                meta: Mapping[str, Any] | None = None) -> Job:
+                meta: Mapping[str, Any] | None = None, expires: float | timedelta | datetime | None = None,
+                unique_for: float | timedelta | None = None) -> Job:
         """Store one job and return it. With `id=` of a job still queued, scheduled or running,
-        nothing is stored and that job is returned. `meta` travels with the job (Job.meta)."""
+        nothing is stored and that job is returned. `meta` travels with the job (Job.meta).
+
+        `expires` (seconds from now, a timedelta, or a datetime): a run not started by then is
+        not started; the job is dead with reason "expired". `unique_for` (seconds or timedelta,
+        0 allowed) makes the job unique (so does its route's `unique` block): while a job with
+        the same unique key is queued, scheduled or running, and for that many seconds after it
+        ends, nothing is stored and that job is returned."""
         request = self._request(self._now(), type, payload, queue=queue, delay=delay, at=at, priority=priority,
-                                max_retries=max_retries, timeout=timeout, id=id, meta=meta)
+                                max_retries=max_retries, timeout=timeout, id=id, meta=meta, expires=expires,
+                                unique_for=unique_for)
         return self._store([request])[0]
 
     def enqueue_many(self, items: Iterable[tuple[str, Any] | tuple[str, Any, Mapping[str, Any]]]) -> list[Job]:
@@ -112,7 +122,8 @@ class Client:
                  delay: float | timedelta | None = None, at: datetime | float | None = None,
                  priority: str | None = None, max_retries: int | None = None,
                  timeout: float | None = None, id: str | None = None,
-                 meta: Mapping[str, Any] | None = None) -> _Request:
+                 meta: Mapping[str, Any] | None = None, expires: float | timedelta | datetime | None = None,
+                 unique_for: float | timedelta | None = None) -> _Request:
         if not isinstance(type, str) or not type:
             raise InvalidJob(f"job type must be a non-empty string, got {type!r}")
         route = self.config.routes.get(type)
@@ -128,6 +139,8 @@ class Client:
                   max_retries=None if max_retries is None else _non_negative("max_retries", max_retries),
                   timeout=None if timeout is None else _positive("timeout", timeout), due_at=due_at,
                   meta=jobs.NO_META if meta is None else _meta(meta))
+        if expires is not None or unique_for is not None or (route is not None and route.unique is not None):
+            job = control.with_control(job, now, expires, unique_for, route.unique if route else None)
         return _Request(self.middleware.before_enqueue(job) if self.middleware else job, placement)
 
     def _store(self, requests: Sequence[_Request]) -> list[Job]:
@@ -135,13 +148,19 @@ class Client:
         batches: dict[str, list[NewJob]] = {}
         for r in requests:  # encode everything first: a bad job raises before anything is written
             envelope = records.encode(r.job, limit)
-            batches.setdefault(r.job.queue, []).append(NewJob(r.job.id, envelope, r.placement))
-        stored = {queue: iter(flags) for queue, flags in self.broker.enqueue(batches).items()}
-        return [r.job if next(stored[r.job.queue]) else self._live(r.job) for r in requests]
+            batches.setdefault(r.job.queue, []).append(NewJob(r.job.id, envelope, r.placement, r.job.unique_key))
+        stored = {queue: iter(answers) for queue, answers in self.broker.enqueue_jobs(batches).items()}
+        return [self._stored(r.job, next(stored[r.job.queue])) for r in requests]
+
+    def _stored(self, asked: Job, answer: bool | str) -> Job:
+        if answer is True:
+            return asked
+        return self._live(asked if answer is False else dataclasses.replace(asked, id=answer))
 
     def _live(self, asked: Job) -> Job:
         """The job already live under `asked.id`, which the enqueue left alone. If it finished
-        between the two reads, nothing is live to show, and `asked` stands for it."""
+        between the two reads (or, holding a unique key, ended within its window), nothing is
+        live to show, and `asked` stands for it."""
         envelope = self.broker.find_envelope(asked.queue, asked.id)
         if envelope is None:
             return asked
@@ -149,6 +168,34 @@ class Client:
             return records.decode(envelope, asked.queue)
         except InvalidJob:  # a foreign envelope under our id: the worker will dead-letter it
             return asked
+
+    # -- job control ---------------------------------------------------------------------------
+
+    def cancel(self, job_id: str, *, queue: str | None = None) -> bool:
+        """Cancel a job: True if it was queued, scheduled or running, and it ends `cancelled`
+        (a running one is interrupted within a second, wherever it runs, and never retried);
+        False for a finished or unknown job. InvalidJob for an id that cannot be a job's."""
+        jobs.check_id(job_id)
+        for name in self._queues_for(job_id, queue and jobs.check_queue(queue)):
+            state, _ = self.broker.lookup(name, job_id)
+            if state is None:
+                continue
+            scheduled = self.broker.find_scheduled(name, job_id) if state[:1] == b"s" else None
+            job_type = records.peek_type(scheduled) if scheduled else None
+            return self.broker.cancel(name, job_id, scheduled, job_type, self.config.results.keep)
+        return False
+
+    def pause(self, queue: str) -> bool:
+        """Stop every worker taking jobs from `queue` (within a second; running jobs finish), until
+        resume(queue). Workers started later honour it too. False if it was paused already."""
+        return self.broker.set_paused(jobs.check_queue(queue), True)
+
+    def resume(self, queue: str) -> bool:
+        """Let workers take jobs from `queue` again. False if it was not paused."""
+        return self.broker.set_paused(jobs.check_queue(queue), False)
+
+    def paused(self, queue: str) -> bool:
+        return queue in self.broker.paused([jobs.check_queue(queue)])
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -178,9 +225,10 @@ class Client:
         """Wait for the job to finish and return its handler's return value.
 
         Raises ResultTimeout when it has not finished within `timeout` seconds (None waits
-        forever) and JobDead when it ended in the dead list. A failover during the wait is
-        waited out until the timeout (with None, for read_patience at a time); Redis still
-        unreachable then raises RedisUnavailable, since the job's state is unknown.
+        forever) and JobDead when it ended in the dead list (or was cancelled: reason
+        "cancelled"). A failover during the wait is waited out until the timeout (with None,
+        for read_patience at a time); Redis still unreachable then raises RedisUnavailable,
+        since the job's state is unknown.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = 0.005
@@ -191,6 +239,8 @@ class Client:
                 return st.result
             if st is not None and st.state == "dead":
                 raise JobDead(job_id, st.reason or "unknown", st.last_error)
+            if st is not None and st.state == "cancelled":   # it ends without a result, as a dead job does
+                raise JobDead(job_id, "cancelled", st.last_error)
             if deadline is not None and time.monotonic() >= deadline:
                 raise ResultTimeout(f"job {job_id} did not finish within {timeout} s "
                                     f"(state: {st.state if st else 'unknown'})")

@@ -26,6 +26,9 @@ derive from Exception directly and are caught by the executor:
     Fail(reason)               dead-letter at once, no retries
     Throttled(delay=...)       a Retry: the other end asked us to slow down (HTTP 429/503, SMTP 421/451);
                                a route with `limits.adaptive` pauses the job's limit key instead
+
+A cancel is neither: the worker throws JobCancelled into the handler's greenlet, a
+BaseException like gevent's Timeout, so that a handler's `except Exception` does not swallow it.
 """
 
 from __future__ import annotations
@@ -124,3 +127,8 @@ class Throttled(Retry):
 
 class LimitKeyError(GeoqError):
     """A job's payload lacks what its route's `limits.per_key.key` reads: the job fails at once."""
+
+
+class JobCancelled(BaseException):
+    """Thrown into a running handler whose job was cancelled (Client.cancel): the run ends
+    `cancelled`, is never retried, and its `finally` blocks run. Not an Exception on purpose."""

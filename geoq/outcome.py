@@ -13,10 +13,10 @@ from geoq import backoff
 from geoq.errors import Fail, JobTimeout, Retry
 from geoq.job import Job
 
-SUCCEEDED, RETRY, DEAD, INTERRUPTED = "succeeded", "retry", "dead", "interrupted"
-STATES = (SUCCEEDED, RETRY, DEAD, INTERRUPTED)
+SUCCEEDED, RETRY, DEAD, INTERRUPTED, CANCELLED = "succeeded", "retry", "dead", "interrupted", "cancelled"
+STATES = (SUCCEEDED, RETRY, DEAD, INTERRUPTED, CANCELLED)
 # Dead reasons given to a job that never ran: it was buried as fetched.
-UNRUN = frozenset({"undecodable", "not_a_job", "unknown_type", "oversize"})
+UNRUN = frozenset({"undecodable", "not_a_job", "unknown_type", "oversize", "expired"})
 _LABELS = {RETRY: "retried"}   # the word geoq's metrics and log lines have always used
 
 
@@ -27,7 +27,7 @@ class Outcome:
 
     state      succeeded | retry (it runs again after `delay` seconds) | dead (see `reason`)
                | interrupted (a stop cut the run short; the job goes back to its queue and the
-               run does not count)
+               run does not count) | cancelled (Client.cancel interrupted the run; never retried)
     error      one line naming the exception (retry, dead); None when it succeeded
     traceback  the failed run's formatted traceback (geoq.tracebacks), bounded, no locals
     result     what the handler returned (succeeded)

@@ -6,26 +6,33 @@ a payload, so each mirrors a part of the layout below; change both together):
 **Envelope** (a queued job; the list or set holding it names its queue). One JSON object,
 keys in this order:
 
-    {"i": id, "a": runs_made, "d": worker_deaths?, "t": type, "e": enqueued_at,
+    {"i": id, "a": runs_made, "d": worker_deaths?, "t": type, "x": expires_at?, "e": enqueued_at,
      "u": due_at?, "m": max_retries?, "o": timeout?, "h": [[at, error], ...]?, "c": meta?,
-     "p": payload}
+     "k": unique_lock?, "w": unique_for?, "p": payload}
 
 The id comes first and is restricted to characters JSON never escapes (geoq.names), and the
 run counters follow it as bare integers, so a script can read and rewrite this header with one
 anchored string match (Lua's cjson would rewrite numbers and empty arrays). The payload comes
 last. Mirrored by reap.lua (rewrites "a" and "d", reads "t"), dead_retry.lua (reads "i") and
 dead.lua (stores the envelope's bytes in the dead record); `peek_id` reads "i" the same way.
+promote.lua reads "x" where it stands, right after "t" (an envelope without it, as every
+envelope before expiry was added, never expires), and buries an expired job with a record
+mirroring the dead record below.
 
 **State value** (the per-queue state hash, one per job still queued, scheduled or running):
 "state|attempts|due_at|last_error", a job waiting for its retry adding "\\n" and its last
 run's traceback. Mirrored by enqueue.lua ("q|0||", "s|0|due|"), retry.lua (writes "s|..."
 around `state_detail`) and reap.lua ("q|runs||worker died ..."); mark.lua, handback.lua,
-dead_retry.lua and tick.lua store values built here.
+dead_retry.lua and tick.lua store values built here. Two codes belong to cancels (cancel.lua):
+"c" a waiting job that is cancelled (its envelope, if still in the ready list, is dropped by
+fetch.lua) and "x" a running job whose cancel is asked for (fetch.lua, mark.lua, retry.lua,
+handback.lua and reap.lua honour both).
 
 **Done record** (results.keep: a finished job's status and result, under a key with a TTL):
 {"s": state, "t": type, "a": attempts, "e": last_error, "r": result, "x": dead_reason,
-"tb": traceback?}. Mirrored by reap.lua (a job dead by max_deliveries); ack.lua and dead.lua
-store records built here.
+"tb": traceback?}. Mirrored by reap.lua (a job dead by max_deliveries) and cancel.lua (a
+cancelled job, its type null when only its id was at hand); ack.lua, dead.lua, cancelled.lua and
+Broker.promote_due (a job that expired before it was promoted) store records built here.
 
 **Dead record** (a member of the queue's dead set, scored by Redis time of death):
 {"id", "type", "queue", "reason", "error", "attempts", "history", "died_at", "traceback",
@@ -45,7 +52,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from geoq.errors import InvalidJob, PayloadTooLarge
-from geoq.job import Job, JobStatus
+from geoq.job import Job, JobControl, JobStatus
 
 HISTORY_KEPT = 10  # the last N errors ride along in the envelope; older ones are dropped
 META_LIMIT = 4096  # bytes of encoded job.meta: it is copied on every move of the job
@@ -64,7 +71,11 @@ def encode(job: Job, max_size: int) -> bytes:
     body: dict[str, Any] = {"i": job.id, "a": job.attempt}
     if job.deaths:
         body["d"] = job.deaths
-    body.update(t=job.type, e=round(job.enqueued_at, 3))
+    body["t"] = job.type
+    control = job.control
+    if control is not None and control.expires_at is not None:
+        body["x"] = round(control.expires_at, 3)
+    body["e"] = round(job.enqueued_at, 3)
     if job.due_at is not None:
         body["u"] = round(job.due_at, 3)
     if job.max_retries is not None:
@@ -75,6 +86,9 @@ def encode(job: Job, max_size: int) -> bytes:
         body["h"] = [list(entry) for entry in job.history[-HISTORY_KEPT:]]
     if job.meta:
         body["c"] = _checked_meta(job)
+    if control is not None and control.unique_key is not None:
+        body["k"] = control.unique_key
+        body["w"] = control.unique_for or 0
     body["p"] = job.payload
     try:
         raw = _COMPACT.encode(body).encode()
@@ -147,7 +161,12 @@ def _from_body(body: dict[str, Any], queue: str, next_run: int, options: Mapping
     return Job(id=job_id, type=job_type, queue=queue, payload=body.get("p"),
                attempt=runs + next_run, enqueued_at=float(body.get("e", 0.0)), max_retries=body.get("m"),
                timeout=body.get("o"), history=history, deaths=deaths, due_at=body.get("u"), meta=meta,
-               options=_EMPTY if options is None else options)
+               options=_EMPTY if options is None else options,
+               control=_control(body) if "x" in body or "k" in body else None)
+
+
+def _control(body: dict[str, Any]) -> JobControl:
+    return JobControl(body.get("x"), body.get("k"), body.get("w"))
 
 
 def _invalid(reason: str, message: str) -> InvalidJob:
@@ -181,6 +200,20 @@ def peek_id(raw: bytes) -> str | None:
     return match.group(1).decode() if match else None
 
 
+_HEADER_TYPE = re.compile(rb'^\{"i":"[^"]+","a":\d+,(?:"d":\d+,)?"t":"((?:[^"\\]|\\.)*)"')
+
+
+def peek_type(raw: bytes) -> str | None:
+    """The type an envelope's header names, without decoding the payload (None when not ours)."""
+    match = _HEADER_TYPE.match(raw)
+    if match is None:
+        return None
+    try:
+        return str(json.loads(b'"' + match.group(1) + b'"'))
+    except ValueError:
+        return None
+
+
 # --- state value ------------------------------------------------------------------------------
 # Small, because it costs memory per queued job. The traceback of a job waiting for its retry is
 # kept here, not in the envelope (which every fetch and retry moves and max_payload counts, so a
@@ -188,7 +221,7 @@ def peek_id(raw: bytes) -> str | None:
 # purge and reap included, already deletes its state entry, so nothing can outlive it). It costs
 # about its own length, at most tracebacks.LIMIT, and only while the job waits (measured on
 # Redis 7.0: a 340-byte traceback adds 368 bytes per waiting job here; a key of its own would take 554).
-_STATE_CODES = {"q": "queued", "s": "scheduled", "r": "running"}
+_STATE_CODES = {"q": "queued", "s": "scheduled", "r": "running", "x": "running", "c": "cancelled"}
 
 
 def state_detail(last_error: str | None, traceback: str | None = None) -> str:

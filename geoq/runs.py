@@ -1,8 +1,10 @@
 """A job's run apart from how its handler is timed: prepare, judge, and the settlement to write.
 
-`prepare` decodes and routes an envelope (bad input becomes a burial with its reason),
+`prepare` decodes and routes an envelope (bad input, and a job whose expiry has passed,
+becomes a burial with its reason),
 `judge` turns a run's end into its Outcome and done record, and `settlement` into the
-Ack, RetryLater or Bury the broker writes. Gevent-free, so that the worker's executor (which
+Ack, RetryLater or Bury the broker writes (a unique job's names its lock, so the key's
+window starts when the job ends). Gevent-free, so that the worker's executor (which
 times handlers with gevent.Timeout) and the test harness (geoq.testing, which runs them in
 an unpatched process) share one rule for retries, deaths and results.
 """
@@ -14,7 +16,7 @@ from typing import Any, Callable, NamedTuple
 
 from geoq import records
 from geoq import tracebacks
-from geoq.broker.broker import Ack, Bury, RetryLater
+from geoq.broker.broker import Ack, Bury, RetryLater, Unique
 from geoq.errors import InvalidJob
 from geoq.job import Job
 from geoq.outcome import DEAD, RETRY, SUCCEEDED, Outcome, classify
@@ -56,6 +58,9 @@ class Judge:
             return self._reject(queue, envelope, None, getattr(e, "reason", "not_a_job"), str(e))
         if route is None:  # never runs: its attempt stays the runs it made
             return self._reject(queue, envelope, job, "unknown_type", f"no route for job type {job.type!r}")
+        if job.control is not None and job.expires_at is not None and job.expires_at <= self.clock():
+            return self._reject(queue, envelope, replace(job, attempt=job.attempt - 1), "expired",
+                                f"Expired: not started by its expiry at {job.expires_at:.3f}")
         return Prepared(queue, envelope, job, route)
 
     def running_state(self, p: Prepared) -> tuple[str, str]:
@@ -79,8 +84,9 @@ class Judge:
         return classify(job, route.retry, error, traceback=trace, duration=duration), done
 
     def settlement(self, p: Prepared, job: Job, outcome: Outcome, done: bytes) -> Ack | RetryLater | Bury:
-        if outcome.state == SUCCEEDED:
-            return Ack(p.envelope, job.id, done)
+        if outcome.state == SUCCEEDED:  # the common case: no call for the lock of a job that has none
+            return Ack(p.envelope, job.id, done) if job.control is None else Ack(p.envelope, job.id, done,
+                                                                                 unique_of(job))
         error = outcome.error or ""
         now = self.clock()
         history = job.history + ((round(now, 3), error),)
@@ -103,7 +109,14 @@ class Judge:
         attempts = job.attempt if job else 0
         record = records.encode_dead(queue, job, job_id, reason, error, self.clock(), traceback)
         done = records.encode_done("dead", attempts, error, None, reason, job.type if job else None, traceback)
-        return Bury(envelope, record, records.is_utf8(envelope), job_id, done)
+        return Bury(envelope, record, records.is_utf8(envelope), job_id, done, unique_of(job))
+
+
+def unique_of(job: Job | None) -> Unique | None:
+    """The lock a unique job releases when it ends (None for every other job)."""
+    if job is None or job.unique_key is None:
+        return None
+    return job.unique_key, float(job.unique_for or 0)
 
 
 def unreadable(p: Prepared) -> Job:

@@ -255,12 +255,20 @@ class Harness:
         """One due job moved into the harness's processing list, in queue priority order; None if none."""
         self.ticker.run_due()
         for queue in self.queues:
-            while self.broker.promote(queue, now=self.now) >= 1000:
+            while sum(self._promote(queue)) >= 1000:
                 pass
             taken = self.broker.fetch(self.broker.client, queue, self.worker_id, 1, None)
             if taken:
                 return queue, taken[0]
         return None
+
+    def _promote(self, queue: str) -> tuple[int, int]:
+        """Promote as a worker's scheduler does (a job expired by now dies `expired`, with its done
+        record and counted dead); (jobs moved, jobs expired)."""
+        promotion = self.broker.promote_due(queue, 1000, self.retention.keep, now=self.now)
+        for _, job_type, _ in promotion.expired:
+            self.events.buried(queue, job_type)
+        return promotion.moved, len(promotion.expired)
 
     def _run(self, p: Prepared) -> None:
         if p.burial is not None:

@@ -1,7 +1,8 @@
 """`geoq [-c CONFIG | --redis-url URL] [--json] <command>`: see and fix queues from a shell.
 
 Exit status: 0 done; 1 what was asked for does not exist (or a named job could not be
-acted on); 2 usage or config error, authentication, ACL and certificate failures
+acted on: `cancel` of a finished or unknown job); 2 usage or config error (a bad job id
+or queue name included), authentication, ACL and certificate failures
 included; 3 Redis unreachable (refused, unknown host, timeout). Every error is one
 line on stderr. The config comes from -c, else $GEOQ_CONFIG, else the defaults;
 --redis-url replaces its redis.url.
@@ -16,7 +17,7 @@ from typing import Callable, NoReturn, Sequence
 
 import redis
 
-from geoq.admin import commands, dead, lookup, render, schedules
+from geoq.admin import commands, control, dead, lookup, render, schedules
 from geoq.admin.errors import CommandError, UsageError
 from geoq.admin.session import Session, resolve_config
 from geoq.broker.errors import translate
@@ -79,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id", help="the job's id (an id still live stores nothing)")
     p.add_argument("--max-retries", type=int, metavar="N")
     p.add_argument("--timeout", type=_positive_duration, metavar="DURATION")
+    p.add_argument("--expires", type=_duration, metavar="DURATION", help="not started within this: dead, expired")
+    p.add_argument("--unique-for", type=_duration, metavar="DURATION",
+                   help="unique job: while one with its key is live, and this long after, store nothing")
 
     dead_parser = command("dead", None, "list, show, retry or purge dead jobs")
     _dead_commands(_Commands(dead_parser.add_subparsers(dest="dead_command", required=True, metavar="COMMAND",
@@ -92,6 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("purge", commands.purge, "delete every waiting (ready and scheduled) job of a queue")
     p.add_argument("queue", metavar="QUEUE")
     p.add_argument("--yes", action="store_true", help="yes, delete them")
+
+    p = command("cancel", control.cancel, "cancel a queued, scheduled or running job (exit 1: finished or unknown)")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("--queue", help="the job's queue, for an id that does not name it")
+    p = command("pause", control.pause, "every worker stops taking jobs from QUEUE (running jobs finish)")
+    p.add_argument("queue", metavar="QUEUE")
+    p = command("resume", control.resume, "workers take jobs from QUEUE again")
+    p.add_argument("queue", metavar="QUEUE")
 
     p = command("schedules", schedules.schedules, "the config's schedules: when each runs next and ran last")
     sub_schedules = p.add_subparsers(dest="schedules_command", metavar="COMMAND", parser_class=_Parser)

@@ -43,7 +43,7 @@ def collect_stats(s: Session) -> Stats:
 
 def stats_json(st: Stats, s: Session | None = None) -> dict[str, Any]:
     queues = {d.queue: {"ready": d.ready, "scheduled": d.scheduled, "processing": d.processing, "dead": d.dead,
-                        "dead_trimmed": d.dead_trimmed} for d in st.depths}
+                        "dead_trimmed": d.dead_trimmed, "paused": d.paused} for d in st.depths}
     limits = {state.route: limit_json(state, s.config.routes[state.route].limits if s else None)
               for state in st.limits}
     return {"queues": queues, "workers": [worker_json(w) for w in st.workers], "limits": limits}
@@ -86,6 +86,9 @@ def stats_text(st: Stats, s: Session) -> str:
     lines.append(f"{len(st.workers)} worker{'' if len(st.workers) == 1 else 's'} alive")
     if st.limits:
         lines += ["", limits_text(st, s)]
+    paused = [d.queue for d in st.depths if d.paused]
+    if paused:
+        lines.append("paused (no worker takes their jobs): " + ", ".join(paused))
     dead = s.config.dead
     for d in st.depths:
         if d.dead_trimmed:
@@ -188,7 +191,8 @@ def _read_file(path: str) -> str:
 def enqueue(s: Session, args: argparse.Namespace) -> int:
     payload = read_payload(args.payload)
     job = s.client.enqueue(args.type, payload, queue=args.queue, delay=args.delay, priority=args.priority,
-                           max_retries=args.max_retries, timeout=args.timeout, id=args.id)
+                           max_retries=args.max_retries, timeout=args.timeout, id=args.id, expires=args.expires,
+                           unique_for=args.unique_for)
     print(render.to_json({"id": job.id, "type": job.type, "queue": job.queue}) if args.json else job.id)
     return EXIT_OK
 

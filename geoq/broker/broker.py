@@ -14,6 +14,7 @@ from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Sequence
 import redis
 from redis.exceptions import NoScriptError
 
+from geoq import records
 from geoq.broker import keys, replies
 from geoq.broker.clock import redis_time
 from geoq.broker.errors import redis_errors, translate
@@ -23,6 +24,7 @@ _SCRIPTS: Scripts | None = None
 SCAN_COUNT = 1000  # keys or members per SCAN / ZSCAN call: few round trips, short ones
 _PAGE = 500
 _INLINE = 1 << 16  # envelopes above this many bytes are sent as they are (see _bulk)
+EXPIRED_ERROR = "Expired: not started by its expiry"  # promote.lua says the same
 
 
 def _scripts() -> Scripts:
@@ -45,6 +47,18 @@ class NewJob:
     id: str
     envelope: bytes
     placement: Placement
+    lock: str | None = None   # a unique job's lock (geoq.unique digest): stored only while no job holds it
+
+
+class Fetched(list[bytes]):  # what callers always had, plus a flag
+    """The envelopes one fetch moved; `paused` is True when their queue was found paused
+    (then nothing was moved)."""
+
+    paused = False
+
+
+# A unique job's lock to release when it ends: (lock digest, window seconds).
+Unique = tuple[str, float]
 
 
 # One per job settled, built on every job's path: NamedTuples, as immutable as a frozen
@@ -53,6 +67,7 @@ class Ack(NamedTuple):
     envelope: bytes
     id: str
     done: bytes
+    unique: Unique | None = None
 
 
 class RetryLater(NamedTuple):
@@ -70,6 +85,16 @@ class Bury(NamedTuple):
     text: bool     # the envelope is UTF-8 (stored as text), else it is stored as hex
     id: str        # '' when the bytes carried no id we could read
     done: bytes
+    unique: Unique | None = None
+
+
+class Cancelled(NamedTuple):
+    """A run a cancel interrupted: it leaves the processing list for good (cancelled.lua)."""
+
+    envelope: bytes
+    id: str
+    done: bytes
+    unique: Unique | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +113,7 @@ class Settlement:
     acks: Sequence[Ack] = ()
     retries: Sequence[RetryLater] = ()
     burials: Sequence[Bury] = ()
+    cancels: Sequence[Cancelled] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +121,12 @@ class SettleResult:
     fenced: int                      # outcomes whose job was no longer ours: nothing written for them
     refused: list[Settlement]        # parts Redis refused; everything else was written
     error: Exception | None          # why the last refused part was refused
+
+
+@dataclass(frozen=True, slots=True)
+class Promotion:
+    moved: int                                   # due jobs moved to the ready list
+    expired: list[tuple[str, str | None, int]]   # (id, type, runs made) of due jobs buried as expired
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,23 +152,31 @@ class Broker:
         Returns per queue one flag per job: True stored, False the id was already
         live (nothing written), so repeating a failed enqueue is always safe.
         """
+        return {queue: [answer is True for answer in answers]
+                for queue, answers in self.enqueue_jobs(batches, chunk).items()}
+
+    def enqueue_jobs(self, batches: Mapping[str, Sequence[NewJob]],
+                     chunk: int = 500) -> dict[str, list[bool | str]]:
+        """As enqueue; a unique job (NewJob.lock) goes in a call of its own, and when another job
+        holds its key the answer is that job's id instead of a flag (nothing written)."""
         calls, owners = [], []
         for queue, jobs in batches.items():
             k = keys.queue_keys(queue)
-            for placement, envelopes in _runs(jobs, chunk):
+            for placement, envelopes, lock in _runs(jobs, chunk):
                 value = "" if placement.value is None else repr(placement.value)
-                calls.append(Call("enqueue", (k.ready, k.scheduled, k.state), [placement.where, value, *envelopes]))
+                held = (k.ready, k.scheduled, k.state) + ((k.unique(lock),) if lock else ())
+                calls.append(Call("enqueue", held, [placement.where, value, *envelopes]))
                 owners.append(queue)
-        out: dict[str, list[bool]] = {queue: [] for queue in batches}
+        out: dict[str, list[bool | str]] = {queue: [] for queue in batches}
         with redis_errors("enqueue"):
-            replies = run(self.client, self.scripts, calls)
-        for queue, reply in zip(owners, replies):
-            out[queue] += [flag == 1 for flag in reply]
+            answered = run(self.client, self.scripts, calls)
+        for queue, reply in zip(owners, answered):
+            out[queue] += [replies.text(answer) if isinstance(answer, bytes) else answer == 1 for answer in reply]
         return out
 
     # -- fetching ------------------------------------------------------------------------------
 
-    def fetch(self, client: "redis.Redis", queue: str, worker_id: str, n: int, block: float | None) -> list[bytes]:
+    def fetch(self, client: "redis.Redis", queue: str, worker_id: str, n: int, block: float | None) -> Fetched:
         """Move up to n jobs from the ready list into this worker's processing list, in one round trip.
 
         A non-transactional pipeline: BLMOVE, blocking up to `block` seconds for the first job
@@ -144,13 +184,17 @@ class Broker:
         by one and marks every job it moves (and BLMOVE's) running. Each move is atomic by
         itself, and a job stays in the processing list until it is settled. `client` is a
         connection whose read timeout exceeds `block`.
+
+        A paused queue (its flag read by the script) yields nothing and `paused` set: BLMOVE's
+        job goes back to the head of the ready list in the same step that finds the flag. Jobs
+        cancelled while they waited are dropped on the way (fetch.lua).
         """
         k = keys.queue_keys(queue)
         processing = k.processing(worker_id)
-        rest = Call("fetch", (k.ready, processing, k.state), [n - 1 if block else n])
+        rest = Call("fetch", (k.ready, processing, k.state, k.paused), [n - 1 if block else n])
         with redis_errors("fetch"):
             if not block:
-                return list(run(client, self.scripts, [rest])[0])
+                return _fetched(None, run(client, self.scripts, [rest])[0])
             pipe = client.pipeline(transaction=False)
             pipe.blmove(k.ready, processing, block, "LEFT", "RIGHT")  # type: ignore[arg-type]  # Redis takes a float
             add(pipe, self.scripts, rest)  # with n == 1 it moves nothing, but marks BLMOVE's job
@@ -161,7 +205,7 @@ class Broker:
                 if isinstance(reply, Exception):
                     raise reply  # a job moved by the other part waits in the processing list for reconciliation
             # The script's jobs count even when BLMOVE timed out: they may have come in between.
-            return ([first] if first is not None else []) + (list(more[0]) if more else [])
+            return _fetched(first, more[0] if more else [0, 0])
 
     def processing(self, queue: str, worker_id: str) -> list[bytes]:
         """The jobs this worker holds in a queue (for handback and reconciliation)."""
@@ -197,7 +241,7 @@ class Broker:
             elif isinstance(reply, Exception):
                 refused.append(part)
                 error = translate(reply, "settle") if isinstance(reply, redis.RedisError) else reply
-            elif call.name != "mark":
+            elif call.name not in ("mark", "release"):  # a release is best effort, and idempotent
                 fenced += len(reply)
         return SettleResult(fenced, refused, error)
 
@@ -229,6 +273,13 @@ class Broker:
             calls.append((Call("dead", (processing, k.dead, k.state, *done_keys), args),
                           Settlement(s.queue, burials=s.burials)))
             calls.append((trim_step(k, r.dead_max_jobs, r.dead_max_age, counted=True), Settlement(s.queue)))
+        if s.cancels:
+            args = [int(r.keep)]
+            for c in s.cancels:
+                args += [_bulk(c.envelope), c.id, c.done]
+            calls.append((Call("cancelled", (processing, k.state, k.cancelling, *[k.done(c.id) for c in s.cancels]),
+                               args), Settlement(s.queue, cancels=s.cancels)))
+        calls += [(call, Settlement(s.queue)) for call in _releases(k, s)]
         return calls
 
     def handback(self, queue: str, worker_id: str, jobs: Sequence[Handback]) -> int:
@@ -246,13 +297,80 @@ class Broker:
     # -- scheduling ----------------------------------------------------------------------------
 
     def promote(self, queue: str, limit: int = 1000, now: float | None = None) -> int:
-        """Move up to `limit` due jobs from the scheduled set to the ready list; the number moved.
-        Due as of `now` (a test harness's clock), else as of Redis's TIME."""
+        """Move up to `limit` due jobs from the scheduled set to the ready list (or, expired, to
+        the dead set, leaving no done record); the number taken from the set. Due as of `now`
+        (a test harness's clock), else as of Redis's TIME."""
+        promotion = self.promote_due(queue, limit, 0, now)
+        return promotion.moved + len(promotion.expired)
+
+    def promote_due(self, queue: str, limit: int, keep: float, now: float | None = None) -> Promotion:
+        """Move up to `limit` due jobs from the scheduled set to the ready list, and those whose
+        expiry has passed to the dead set (promote.lua, one atomic step), then store the expired
+        jobs' done records for `keep` seconds. The records follow the move in a second round
+        trip, as their keys are named by ids only the move learns; one lost with the connection
+        leaves the job dead all the same, and its status unknown. Due as of `now`, as promote."""
         k = keys.queue_keys(queue)
-        args: list[object] = [limit] if now is None else [limit, repr(now)]
+        args: list[object] = [limit, queue] if now is None else [limit, queue, repr(now)]
         with redis_errors("promote"):
-            (moved,) = run(self.client, self.scripts, [Call("promote", (k.scheduled, k.ready), args)])
-        return int(moved)
+            ((moved, *rest),) = run(self.client, self.scripts,
+                                    [Call("promote", (k.scheduled, k.ready, k.dead, k.state), args)])
+        expired = [(replies.text(rest[i]), replies.text(rest[i + 1]) or None, int(rest[i + 2]))
+                   for i in range(0, len(rest), 3)]
+        if expired and keep > 0:
+            pipe = self.client.pipeline(transaction=False)
+            for job_id, job_type, runs in expired:
+                pipe.set(k.done(job_id), records.encode_done("dead", runs, EXPIRED_ERROR, None, "expired", job_type),
+                         ex=int(keep))
+            with redis_errors("promote"):
+                pipe.execute()
+        return Promotion(int(moved), expired)
+
+    # -- job control ---------------------------------------------------------------------------
+
+    def cancel(self, queue: str, job_id: str, scheduled: bytes | None, job_type: str | None, keep: float) -> bool:
+        """Cancel one job of `queue` (cancel.lua): True if it was queued, scheduled or running.
+        `scheduled` is its envelope as the scheduled set holds it, when the caller found it
+        there (then it leaves the set at once; else a waiting job is dropped when fetched)."""
+        k = keys.queue_keys(queue)
+        call = Call("cancel", (k.scheduled, k.state, k.cancelling, k.done(job_id)),
+                    [job_id, scheduled or b"", job_type or "", int(keep)])
+        with redis_errors("cancel"):
+            (answer,) = run(self.client, self.scripts, [call])
+        return bool(answer == 1)
+
+    def find_scheduled(self, queue: str, job_id: str) -> bytes | None:
+        """The envelope of a job in the scheduled set, or None (a ZSCAN of the set, in pages)."""
+        prefix = b'{"i":' + json.dumps(job_id).encode() + b","
+        with redis_errors("find"):
+            for member, _ in self.client.zscan_iter(keys.queue_keys(queue).scheduled,
+                                                    match=keys.glob_escape(prefix.decode()) + "*", count=SCAN_COUNT):
+                return bytes(member)
+        return None
+
+    def cancel_requests(self, queues: Sequence[str]) -> set[str]:
+        """Ids of running jobs whose cancel is asked for, in any of `queues`: one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for queue in queues:
+            pipe.zrange(keys.queue_keys(queue).cancelling, 0, -1)
+        with redis_errors("cancels"):
+            answers = pipe.execute()
+        return {replies.text(job_id) for ids in answers for job_id in ids}
+
+    def set_paused(self, queue: str, paused: bool) -> bool:
+        """Pause or resume a queue for every worker; True if that changed anything."""
+        flag = keys.queue_keys(queue).paused
+        with redis_errors("pause"):
+            changed = self.client.set(flag, b"1", nx=True) if paused else self.client.delete(flag)
+        return bool(changed)
+
+    def paused(self, queues: Sequence[str]) -> set[str]:
+        """Which of `queues` are paused: one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for queue in queues:
+            pipe.exists(keys.queue_keys(queue).paused)
+        with redis_errors("pause"):
+            answers = pipe.execute()
+        return {queue for queue, flag in zip(queues, answers) if flag}
 
     def claim_tick(self, queue: str, schedule: str, tick: float, job_id: str, state: str, envelope: bytes) -> bool:
         """Claim a schedule's tick and enqueue its job at the ready list's tail, in one step (tick.lua):
@@ -361,18 +479,40 @@ def drop_dead(client: "redis.Redis", scripts: Scripts, step: Call, op: str) -> i
             return dropped
 
 
-def _runs(jobs: Sequence[NewJob], most: int) -> Iterator[tuple[Placement, list[bytes]]]:
-    """Consecutive jobs with one placement, at most `most` at a time, in order."""
+def _runs(jobs: Sequence[NewJob], most: int) -> Iterator[tuple[Placement, list[bytes], str | None]]:
+    """Consecutive jobs with one placement, at most `most` at a time, in order; a unique job
+    (with its lock) alone."""
     run: list[bytes] = []
     placement = jobs[0].placement if jobs else Placement()
     for job in jobs:
         if run and ((job.placement is not placement and job.placement != placement) or len(run) >= most):
-            yield placement, run
+            yield placement, run, None
             run = []
         placement = job.placement
+        if job.lock is not None:
+            if run:
+                yield placement, run, None
+                run = []
+            yield placement, [job.envelope], job.lock
+            continue
         run.append(job.envelope)
     if run:
-        yield placement, run
+        yield placement, run, None
+
+
+def _releases(k: keys.QueueKeys, s: Settlement) -> list[Call]:
+    """One release.lua call per unique job a settlement ends: its key's window starts."""
+    ended: list[Ack | Bury | Cancelled] = [*s.acks, *s.burials, *s.cancels]
+    return [Call("release", (k.state, k.unique(item.unique[0])), [item.id, repr(item.unique[1])])
+            for item in ended if item.unique is not None]
+
+
+def _fetched(first: bytes | None, reply: list[Any]) -> Fetched:
+    """The jobs of one fetch: BLMOVE's (unless fetch.lua took it out again) and the script's."""
+    tail_gone, paused, *moved = reply
+    out = Fetched(([first] if first is not None and not tail_gone else []) + moved)
+    out.paused = paused == 1
+    return out
 
 
 def _bulk(envelope: bytes) -> bytes | memoryview:

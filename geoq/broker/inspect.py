@@ -26,6 +26,7 @@ class Depth:
     processing: int
     dead: int
     dead_trimmed: int   # dead records the set's bounds have dropped (0 until a trim counts one)
+    paused: bool = False   # workers take none of its jobs (Client.pause)
 
 
 def read_depths(client: "redis.Redis", queues: Sequence[str], op: str,
@@ -45,6 +46,7 @@ def read_depths(client: "redis.Redis", queues: Sequence[str], op: str,
         pipe.zcard(k.scheduled)
         pipe.zcard(k.dead)
         pipe.get(k.dead_trimmed)
+        pipe.exists(k.paused)
         if holders is None:
             pipe.smembers(k.workers)
         else:
@@ -56,7 +58,7 @@ def read_depths(client: "redis.Redis", queues: Sequence[str], op: str,
     held: dict[str, int] = {}
     named: list[tuple[str, str]] = []   # (queue, worker id) of lists still to count
     for queue in queues:
-        counts[queue] = [next(answers) for _ in range(4)]
+        counts[queue] = [next(answers) for _ in range(5)]
         if holders is None:
             named += [(queue, replies.text(w)) for w in sorted(next(answers))]
             held[queue] = 0
@@ -69,8 +71,8 @@ def read_depths(client: "redis.Redis", queues: Sequence[str], op: str,
         with redis_errors(op):
             for (queue, _), n in zip(named, pipe.execute()):
                 held[queue] += int(n)
-    return [Depth(queue, int(ready), int(scheduled), held[queue], int(dead), int(trimmed or 0))
-            for queue, (ready, scheduled, dead, trimmed) in counts.items()]
+    return [Depth(queue, int(ready), int(scheduled), held[queue], int(dead), int(trimmed or 0), bool(paused))
+            for queue, (ready, scheduled, dead, trimmed, paused) in counts.items()]
 
 
 def queue_depths(broker: Broker, queues: Sequence[str]) -> dict[str, dict[str, int]]:

@@ -57,6 +57,22 @@ class QueueKeys:
         return f"{self.tag}:workers"
 
     @property
+    def paused(self) -> str:
+        """String: present while the queue is paused (every worker stops taking its jobs)."""
+        return f"{self.tag}:paused"
+
+    @property
+    def cancelling(self) -> str:
+        """Sorted set: ids of running jobs whose cancel is asked for, scored by when (Redis time);
+        workers read it about once a second to interrupt the ones they run."""
+        return f"{self.tag}:cancelling"
+
+    def unique(self, lock: str) -> str:
+        """String: the id of the job holding a unique key (`lock`, a digest: geoq.unique), without
+        a TTL while the job is live, then with the key's window as TTL."""
+        return f"{self.tag}:unique:{lock}"
+
+    @property
     def ticks(self) -> str:
         """Hash: schedule name -> the last tick claimed (unix seconds) of each schedule enqueuing here."""
         return f"{self.tag}:ticks"

@@ -17,7 +17,8 @@ import redis
 from redis.exceptions import NoScriptError
 
 NAMES = ("enqueue", "fetch", "mark", "ack", "retry", "dead", "promote", "handback", "reap", "dead_retry", "purge",
-         "trim", "tick", "limit_take", "limit_release", "limit_renew", "limit_pause")
+         "trim", "tick", "limit_take", "limit_release", "limit_renew", "limit_pause", "cancel", "cancelled",
+         "release")
 
 
 class Scripts:

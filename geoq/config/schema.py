@@ -21,6 +21,8 @@ from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from geoq import limits as limit_rules
 from geoq import names, schedules
+from geoq import unique as unique_rules
+from geoq.unique import UniqueRule
 from geoq.units import parse_duration, parse_rate, parse_size
 
 Check = Callable[[Any], Any]
@@ -409,6 +411,22 @@ class LimitsConfig:
     def any(self) -> bool:
         """Whether this block sets any limit (adaptive alone is one: it pauses the whole route)."""
         return self.rate is not None or self.concurrency is not None or self.per_key.key is not None or self.adaptive
+def unique(value: Any) -> UniqueRule | None:
+    """A route's unique block: {key: TEMPLATE, for: DURATION}, either key optional (geoq.unique)."""
+    if value is None:
+        return None
+    expected = "a mapping {key: \"{payload.FIELD}\", for: 10m} with key and/or for"
+    if not isinstance(value, dict) or not value or set(value) - {"key", "for"}:
+        raise Invalid(expected)
+    template = value.get("key", "")
+    if not isinstance(template, str):
+        raise Invalid(f"unique.key as {unique_rules.TEMPLATE_RULE}", got=repr(template))
+    try:
+        unique_rules.check_template(template)
+    except ValueError as e:
+        raise Invalid(f"unique.key as {unique_rules.TEMPLATE_RULE}", got=f"{template!r} ({e})") from None
+    window = duration(positive=False)(value.get("for", 0))
+    return unique_rules.UniqueRule(template, window)
 
 
 def _empty_options() -> Mapping[str, Any]:
@@ -425,6 +443,8 @@ class RouteConfig:
     timeout: float = key(300.0, duration(positive=True), "a run longer than this is interrupted and fails")
     max_retries: int = key(5, integer(0), "retries after the first failed run before the job is dead")
     backoff: BackoffConfig = section(BackoffConfig, "delay between retries")
+    unique: UniqueRule | None = key(None, unique, "{key: \"{payload.user_id}\", for: 10m}: one job per key while "
+                                    "it is live and for the window after (key default: type plus payload)")
     options: Mapping[str, Any] = key(None, options, "passed to the handler (job.options, or class kwargs)",
                                        factory=_empty_options)
     limits: LimitsConfig = section(LimitsConfig, "fleet-wide rate and concurrency limits (none by default)")

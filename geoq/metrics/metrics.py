@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 UNKNOWN = "_unknown"
-OUTCOMES = ("succeeded", "retried", "dead")   # Outcome.label of every run counted (an interrupted one is not)
+# Outcome.label of every run counted (an interrupted one is not)
+OUTCOMES = ("succeeded", "retried", "dead", "cancelled")
 # Operations the worker reports Redis errors under; pre-set to 0 so rate() works from the first scrape.
 REDIS_OPS = ("fetch", "settle", "promote", "heartbeat", "scrape", "ping", "limits")
 LIMITS = ("rate", "concurrency", "key_rate", "key_concurrency", "paused_key")   # geoq_limited_total's limit label
@@ -183,7 +184,8 @@ class Metrics(Middleware):
         return self.duration.labels(self.type_label(job_type), self.queue_label(queue))
 
     def buried(self, queue: str, job_type: str | None) -> None:
-        """A dead worker's job buried by this worker's reaper after max_deliveries: no run of it ended."""
+        """A job buried outside any run: a dead worker's, by this worker's reaper after
+        max_deliveries, or one whose expiry passed before it was promoted."""
         self.jobs.labels(self.type_label(job_type), self.queue_label(queue), "dead").inc()
 
     def fetched(self, count: int) -> None:

@@ -6,6 +6,11 @@ interrupts (state "interrupted": the job goes back to its queue, the run does no
 A job a route's limit holds back (geoq.worker.limiter) is prepared but never taken: it did
 not run, gets no hook, and is delivered again. A run an adaptive route's server asked to
 slow down ends in a retry outcome whose job waits for its key's pause, its run not counted.
+
+Job control: a job whose expiry has passed when it is fetched is buried as fetched, reason
+"expired"; a run whose job is cancelled is interrupted by `cancel(id)`, which throws
+JobCancelled into the handler's greenlet, and settles `cancelled` (never retried). A unique
+job's settlement names its lock, so the key's window starts when it ends.
 """
 
 from __future__ import annotations
@@ -15,18 +20,18 @@ from typing import Any, Callable
 
 import gevent
 
-from geoq import tracebacks
-from geoq.broker.broker import RetryLater
-from geoq.errors import JobTimeout
+from geoq import records, tracebacks
+from geoq.broker.broker import Cancelled, RetryLater
+from geoq.errors import JobCancelled, JobTimeout
 from geoq.job import Job
 from geoq.middleware import NO_EVENTS, Chain
-from geoq.outcome import INTERRUPTED, RETRY, Outcome, describe
+from geoq.outcome import CANCELLED, INTERRUPTED, RETRY, Outcome, describe
 from geoq.routing import Route, Router
-from geoq.runs import Judge, Prepared, unreadable
+from geoq.runs import Judge, Prepared, unique_of, unreadable
 
 __all__ = ["Executor", "Prepared", "Settle"]   # Prepared lives in geoq.runs; the worker imports it from here
 
-Settle = Callable[[str, Any], None]  # (queue, Ack | RetryLater | Bury)
+Settle = Callable[[str, Any], None]  # (queue, Ack | RetryLater | Bury | Cancelled)
 # (prepared, the run's error) -> the move that pauses the job, or None: see geoq.worker.limiter.throttled
 Throttle = Callable[[Prepared, BaseException], "RetryLater | None"]
 
@@ -40,6 +45,9 @@ class Executor(Judge):
         self.throttle = throttle   # set when some route has limits
         self.settle = settle
         self.events = events
+        # id -> the greenlet running its handler, only while the handler runs: a cancel is
+        # thrown only there, never into a settlement or the runner's next job.
+        self.running: dict[str, Any] = {}  # greenlets (gevent.getcurrent())
 
     def run(self, p: Prepared) -> None:
         """Run one prepared job to its settlement. Never raises for the job's own failures."""
@@ -53,6 +61,9 @@ class Executor(Judge):
         started = time.monotonic()
         try:
             error, result = self._call(job, route)
+        except JobCancelled:
+            self._cancelled(p, job, time.monotonic() - started)
+            return
         except BaseException:  # killed by a stop (GreenletExit, the stop's deadline): it goes back
             self.events.after_run(job, Outcome(INTERRUPTED, duration=time.monotonic() - started))
             raise
@@ -71,6 +82,26 @@ class Executor(Judge):
         """A prepared job made a burial instead (reason fail): its route's limits cannot read its payload."""
         return self._reject(p.queue, p.envelope, p.job, "fail", f"Fail: {error}")
 
+    def cancel(self, job_id: str) -> bool:
+        """Interrupt the handler running job_id, if it runs here: True if it does. The throw waits
+        for the hub's next turn, and happens only if the handler is still running then."""
+        glet = self.running.get(job_id)
+        if glet is None:
+            return False
+        gevent.get_hub().loop.run_callback(self._throw, job_id, glet)
+        return True
+
+    def _throw(self, job_id: str, glet: Any) -> None:
+        current = self.running.get(job_id)
+        if current is not None and current is glet:  # suspended inside its handler (the hub runs this)
+            current.throw(JobCancelled(job_id))
+
+    def _cancelled(self, p: Prepared, job: Job, duration: float) -> None:
+        keep = self.keep > 0
+        done = records.encode_done("cancelled", job.attempt, job.last_error, None, None, job.type) if keep else b""
+        self.settle(p.queue, Cancelled(p.envelope, job.id, done, unique_of(job)))
+        self.events.after_run(job, Outcome(CANCELLED, duration=duration))
+
     def _judge(self, job: Job, route: Route, error: BaseException | None, result: Any,
                duration: float) -> tuple[Outcome, bytes]:
         """Judge (geoq.runs) with the timer's expiry made JobTimeout, its traceback kept."""
@@ -85,6 +116,7 @@ class Executor(Judge):
         """The handler's result or exception; the middleware's before_run runs under the same timer."""
         timer = gevent.Timeout(job.timeout or route.timeout)
         timer.start()
+        self.running[job.id] = gevent.getcurrent()
         try:
             self.events.before_run(job)
             return None, route.handler(job)
@@ -95,4 +127,5 @@ class Executor(Judge):
         except Exception as e:
             return e, None
         finally:
+            self.running.pop(job.id, None)
             timer.close()

@@ -6,6 +6,11 @@ a non-blocking sweep takes from them in priority order; when all are empty,
 one waiter per queue blocks in Redis at once (each on its own connection and
 holding its share of the free slots), so a job pushed to any of them starts
 within milliseconds, and the sweep resumes as soon as one of them has work.
+
+Paused queues (Client.pause) are skipped. Which queues are paused is read once a second
+(one round trip for all of them, never one per job), and every fetch's script checks the
+queue's flag itself, so a fetch that was already blocked when the pause came takes nothing:
+its job goes back to the head of the ready list in the step that finds the flag.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import logging
 import random
 import time
 from collections import Counter
-from typing import Any, Callable, Protocol, Sequence
+from typing import AbstractSet, Any, Callable, Protocol, Sequence
 
 import gevent
 import redis
@@ -28,6 +33,7 @@ from geoq.outage import Outage
 log = logging.getLogger(__name__)
 
 CHECK_EVERY = 10.0  # seconds between checks of the processing list against what runs here
+PAUSE_EVERY = 1.0   # seconds between reads of which queues are paused: a pause or resume takes effect within it
 
 Dispatch = Callable[[str, list[bytes], bool], None]   # (queue, envelopes, strays)
 
@@ -44,6 +50,8 @@ Holding = Callable[[str], "Counter[bytes]"]
 
 class Fetcher:
     """The fetch loop of one worker. `dispatch(queue, envelopes)` must start every job it is given."""
+
+    paused: AbstractSet[str] = frozenset()   # queues found paused at the last read (or by a fetch since)
 
     def __init__(self, broker: Broker, blocking: "redis.Redis", worker_id: str, queues: Sequence[str],
                  weights: Sequence[float] | None, pool: Slots, dispatch: Dispatch, *, batch: int,
@@ -69,6 +77,7 @@ class Fetcher:
         # new master lacks what the old one took last, so an ack may be undone and its job sit
         # in our processing list with nobody running it. A periodic check finds such jobs.
         self._next_check = time.monotonic() + CHECK_EVERY
+        self._next_pause_read = 0.0
 
     def stop(self) -> None:
         self.stopping.set()
@@ -82,6 +91,7 @@ class Fetcher:
             try:
                 if self._check_due():
                     self._reconcile()
+                self._read_paused()
                 self._round(free)
             except BrokerError as e:
                 self._fetch_failed(e)
@@ -103,9 +113,23 @@ class Fetcher:
             self._woken.wait(self.block_timeout)
         return int(min(free, self.batch))
 
+    def _read_paused(self) -> None:
+        """Which queues are paused, read at most once every PAUSE_EVERY seconds."""
+        now = time.monotonic()
+        if now >= self._next_pause_read:
+            self.paused = self.broker.paused(self.queues)
+            self._next_pause_read = now + PAUSE_EVERY
+
+    def _block(self) -> float:
+        """How long a fetch blocks: while a queue is paused, short enough to see its resume in time."""
+        return min(self.block_timeout, PAUSE_EVERY) if self.paused else self.block_timeout
+
     def _round(self, free: int) -> None:
+        if len(self.paused) >= len(self.queues):  # nothing to take: wait for the next read of the flags
+            self.stopping.wait(max(0.0, self._next_pause_read - time.monotonic()))
+            return
         if len(self.queues) == 1:
-            self._take(self.queues[0], free, self.block_timeout)
+            self._take(self.queues[0], free, self._block())
             return
         if self._sweep(free) == 0:
             self._block_on_all(free)
@@ -113,6 +137,8 @@ class Fetcher:
     def _take(self, queue: str, n: int, block: float | None) -> int:
         client = self.blocking if block else self.broker.client
         envelopes = self.broker.fetch(client, queue, self.worker_id, n, block)
+        if envelopes.paused:
+            self.paused = self.paused | {queue}
         if envelopes:
             self.on_batch(len(envelopes))
             self.dispatch(queue, envelopes, False)
@@ -136,11 +162,11 @@ class Fetcher:
         for queue in idle[:free]:
             self.reserved += share
             self._waiting[queue] = gevent.spawn(self._wait_on, queue, share)
-        self._woken.wait(self.block_timeout + 1.0)
+        self._woken.wait(self._block() + 1.0)
 
     def _wait_on(self, queue: str, share: int) -> None:
         try:
-            if self._take(queue, share, self.block_timeout):
+            if self._take(queue, share, self._block()):
                 self._woken.set()
         except BrokerError as e:
             self._fetch_failed(e)
@@ -151,10 +177,12 @@ class Fetcher:
                 self._woken.set()
 
     def _order(self) -> list[str]:
+        """The queues to take from, in this round's order; paused ones left out."""
         if not self.weights:
-            return self.queues
+            return [q for q in self.queues if q not in self.paused] if self.paused else self.queues
         # Weighted random order without replacement (Efraimidis-Spirakis keys).
-        keyed = sorted(((random.random() ** (1.0 / w), q) for q, w in zip(self.queues, self.weights)), reverse=True)
+        keyed = sorted(((random.random() ** (1.0 / w), q) for q, w in zip(self.queues, self.weights)
+                        if q not in self.paused), reverse=True)
         return [q for _, q in keyed]
 
     def _reconcile(self) -> None:

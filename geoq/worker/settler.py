@@ -17,14 +17,14 @@ import gevent
 from gevent.event import Event
 from gevent.queue import Queue
 
-from geoq.broker.broker import Ack, Broker, Bury, Retention, RetryLater, Settlement
+from geoq.broker.broker import Ack, Broker, Bury, Cancelled, Retention, RetryLater, Settlement
 from geoq.errors import BrokerError
 from geoq.middleware import NO_EVENTS, Chain
 from geoq.outage import Outage
 
 log = logging.getLogger(__name__)
 
-Outcome = Ack | RetryLater | Bury
+Outcome = Ack | RetryLater | Bury | Cancelled
 
 
 def _unheld(written: Sequence[tuple[str, bytes]]) -> None:
@@ -110,13 +110,15 @@ class Settler:
 def _group(batch: list[tuple[str, Any]]) -> list[Settlement]:
     by_queue: dict[str, dict[str, list[Any]]] = {}
     for queue, item in batch:
-        parts = by_queue.setdefault(queue, {"marks": [], "acks": [], "retries": [], "burials": []})
+        parts = by_queue.setdefault(queue, {"marks": [], "acks": [], "retries": [], "burials": [], "cancels": []})
         if isinstance(item, list):
             parts["marks"] += item
         elif isinstance(item, Ack):
             parts["acks"].append(item)
         elif isinstance(item, RetryLater):
             parts["retries"].append(item)
+        elif isinstance(item, Cancelled):
+            parts["cancels"].append(item)
         else:
             parts["burials"].append(item)
     return [Settlement(queue, **parts) for queue, parts in by_queue.items()]

@@ -21,6 +21,7 @@ from geoq.middleware import NO_EVENTS, Chain, WorkerInfo
 from geoq.outage import Outage
 from geoq.routing import Router
 from geoq.ticker import Ticker
+from geoq.worker.canceller import Canceller
 from geoq.worker.executor import Executor, Prepared
 from geoq.worker.fetcher import Fetcher
 from geoq.worker.heartbeat import Heartbeat, new_worker_id
@@ -67,7 +68,9 @@ class Worker:
         self.fetcher = Fetcher(self.broker, self.blocking, self.id, self.queues, w.weights, self.pool,
                                self._dispatch, batch=w.fetch_batch, block_timeout=w.block_timeout,
                                holding=self.held.__getitem__, events=events)
-        self.scheduler = Scheduler(self.broker, self.queues, events=events)
+        self.scheduler = Scheduler(self.broker, self.queues, keep=config.results.keep, events=events)
+        self.canceller = Canceller(self.broker, self.queues, lambda: bool(self.executor.running),
+                                   self.executor.cancel, events=events)
         self.heartbeat = Heartbeat(config, self.registry, self.id, self.queues, in_flight=self.in_flight,
                                    on_fenced=self._fenced, clock=self.clock, events=events)
         self.reaper = Reaper(self.registry, self.id, self.queues, interval=w.heartbeat / 2,
@@ -117,7 +120,8 @@ class Worker:
             return False
         self.heartbeat.register()
         self.events.worker_started(self.info)
-        self._loops = [gevent.spawn(loop) for loop in (self.settler.run, self.scheduler.run, self.reaper.run)]
+        self._loops = [gevent.spawn(loop) for loop in (self.settler.run, self.scheduler.run, self.reaper.run,
+                                                      self.canceller.run)]
         if self.limiter is not None:
             self._loops += [gevent.spawn(loop) for loop in (self.limiter.run_releases, self.limiter.run_renewals,
                                                             self.limiter.waker.run)]

@@ -40,7 +40,8 @@ def test_stats_json_counts_every_place_of_every_queue_as_redis_holds_it(cli_json
                     "processing": sum(redis_client.llen(p) for p in redis_client.scan_iter(match=k.processing("*"))),
                     "dead": redis_client.zcard(k.dead)}
         assert {f: out["queues"][name][f] for f in expected} == expected
-    assert out["queues"]["default"] == {"ready": 3, "scheduled": 1, "processing": 2, "dead": 2, "dead_trimmed": 7}
+    assert out["queues"]["default"] == {"ready": 3, "scheduled": 1, "processing": 2, "dead": 2, "dead_trimmed": 7,
+                                        "paused": False}
     assert out["queues"]["elsewhere"]["processing"] == 1 and held.queue == "elsewhere"
 
 

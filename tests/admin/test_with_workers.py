@@ -65,7 +65,7 @@ def test_stats_workers_and_job_agree_with_redis_while_a_worker_runs_a_job(redis_
 
         stats = cli_json(config, "stats")
         assert stats["queues"]["default"] == {"ready": 0, "scheduled": 0, "processing": 1, "dead": 0,
-                                              "dead_trimmed": 0}
+                                              "dead_trimmed": 0, "paused": False}
         (alive,) = stats["workers"]
         assert (alive["id"], alive["concurrency"], alive["in_flight"]) == (worker_id, 7, 1)
         assert alive["heartbeat_age"] >= 0
@@ -130,6 +130,6 @@ def test_dead_retry_all_while_two_workers_run_and_new_jobs_flow_runs_every_dead_
     settled = assert_settled(redis_client, ["default"])
     assert settled.dead["default"] == []
     assert cli_json(config, "stats")["queues"]["default"] == {"ready": 0, "scheduled": 0, "processing": 0, "dead": 0,
-                                                              "dead_trimmed": 0}
+                                                              "dead_trimmed": 0, "paused": False}
     again = cli_json(config, "job", broken[0])
     assert (again["state"], again["attempts"], again["result"]) == ("succeeded", 1, {"attempt": 1})

@@ -22,7 +22,7 @@ from geoq.broker.liveness import Registry
 from geoq.config import default_config
 from geoq.job import Job
 from geoq.metrics import UNKNOWN, Metrics
-from geoq.outcome import DEAD, RETRY, SUCCEEDED, Outcome
+from geoq.outcome import CANCELLED, DEAD, RETRY, SUCCEEDED, Outcome
 from tests.metrics.conftest import families, sample
 from tests.support.keyspace import places
 from tests.support.redis_server import RedisServer
@@ -103,7 +103,7 @@ def test_the_label_values_are_bounded_by_the_config(metrics: Metrics, broker: Br
                 values.setdefault(label, set()).add(value)
     assert values["type"] == {"t.ok", "t.bulk", UNKNOWN}
     assert values["queue"] == {"default", "bulk", UNKNOWN}
-    assert values["outcome"] == {"succeeded", "retried", "dead"}
+    assert values["outcome"] == {"succeeded", "retried", "dead", "cancelled"}
     assert values["state"] == {"ready", "scheduled", "processing", "dead"}
 
 
@@ -288,3 +288,13 @@ def test_a_job_the_reaper_buries_after_max_deliveries_counts_as_dead_under_its_t
     text = scrape(metrics)
     assert sample(text, "geoq_jobs_total", type="t.ok", queue="default", outcome="dead") == 1
     assert sample(text, "geoq_jobs_total", type=UNKNOWN, queue="default", outcome="dead") == 1
+
+
+def test_a_cancelled_run_and_a_job_expired_before_it_ran_or_was_promoted_are_counted(metrics: Metrics) -> None:
+    metrics.after_run(job(), Outcome(CANCELLED, duration=0.5))
+    metrics.after_run(job(), Outcome(DEAD, "Expired: not started by its expiry", reason="expired"))
+    metrics.buried("default", "t.ok")   # expired at promotion: no run, no delivery
+    text = scrape(metrics)
+    assert sample(text, "geoq_jobs_total", type="t.ok", queue="default", outcome="cancelled") == 1
+    assert sample(text, "geoq_jobs_total", type="t.ok", queue="default", outcome="dead") == 2
+    assert sample(text, "geoq_job_duration_seconds_count", type="t.ok", queue="default") == 1

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 import redis
@@ -100,3 +101,23 @@ def test_a_producer_is_built_while_the_cluster_is_down_and_fails_only_when_it_wr
     stats = subprocess.run([sys.executable, str(ROOT / "bin" / "geoq"), "--redis-url", url, "stats"],
                            capture_output=True, text=True, timeout=30, env={"PYTHONPATH": str(ROOT)}, cwd=ROOT)
     assert stats.returncode == 3 and len(stats.stderr.strip().splitlines()) == 1, stats.stderr
+
+
+def test_job_control_moves_stay_inside_each_queues_slot_on_a_cluster(cluster, cluster_client):
+    broker = broker_on(cluster.url)
+    with geoq.Client(cluster.url) as producer:
+        for queue in QUEUES:
+            unique = producer.enqueue("t.ok", {"u": 1}, queue=queue, unique_for=60)
+            assert producer.enqueue("t.ok", {"u": 1}, queue=queue, unique_for=60).id == unique.id
+            later = producer.enqueue("t.ok", {}, queue=queue, delay=600)
+            assert producer.cancel(later.id) and producer.status(later.id).state == "cancelled"
+            assert producer.pause(queue)
+            assert broker.fetch(broker.client, queue, "w1", 5, None).paused
+            assert producer.resume(queue)
+            assert len(broker.fetch(broker.client, queue, "w1", 5, None)) == 1
+            assert producer.cancel(unique.id) and broker.cancel_requests([queue]) == {unique.id}
+            producer.enqueue("t.ok", {}, queue=queue, delay=0.01, expires=0.02)
+    time.sleep(0.1)   # due and expired
+    for queue in QUEUES:
+        promotion = broker.promote_due(queue, 100, 60)
+        assert (promotion.moved, len(promotion.expired)) == (0, 1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -123,6 +124,7 @@ def test_a_whole_run_over_mutual_tls_needs_no_more_than_the_readme_acl_line(
         wait_until(lambda: ledger_count(ledger_client, "succeeded") >= 261, timeout=30,
                    message="the dead worker's jobs were not reaped and run")
         _admin_commands_work(config, broken[0], ok[0])
+        _job_control_works(producer, admin, config)
         ours = [c for c in admin.client_list() if c["name"].startswith("geoq-")]
         assert ours and {c["user"] for c in ours} == {"geoq"}, ours
         assert second.stop() == 0, second.log()
@@ -150,6 +152,25 @@ def _admin_commands_work(config: Path, dead_id: str, done_id: str) -> None:
                timeout=20, message="the retried dead job did not die again")
     purged = geoq_cli(config, "dead", "purge", "--all")
     assert purged.returncode == 0, purged.stderr
+
+
+def _job_control_works(producer: geoq.Client, admin: redis.Redis, config: Path) -> None:
+    """Unique jobs, pause, cancel (waiting and running) and expiry, under the same user."""
+    unique = producer.enqueue("t.ok", {"u": 1}, unique_for=1).id
+    assert producer.enqueue("t.ok", {"u": 1}, unique_for=1).id == unique
+    assert geoq_cli(config, "pause", "default").returncode == 0
+    waiting = producer.enqueue("t.ok", {}).id
+    expiring = producer.enqueue("t.ok", {}, expires=0.5).id
+    assert producer.cancel(waiting)
+    time.sleep(1.0)   # the queue is paused: the expiry passes while the job waits
+    assert geoq_cli(config, "resume", "default").returncode == 0
+    slow = producer.enqueue("t.ok", {"sleep": 30}).id
+    wait_until(lambda: producer.status(slow).state == "running", timeout=10, message="the slow job did not start")
+    assert geoq_cli(config, "cancel", slow).returncode == 0
+    wait_until(lambda: producer.status(slow).state == "cancelled" and producer.status(unique).state == "succeeded"
+               and producer.status(expiring).state == "dead", timeout=10, message="job control did not settle")
+    assert producer.status(waiting).state == "cancelled" and producer.status(expiring).reason == "expired"
+    assert geoq_cli(config, "dead", "purge", "--all").returncode == 0
 
 
 REFUSALS = {

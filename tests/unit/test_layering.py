@@ -31,6 +31,8 @@ PURE_CORE = (
     "geoq.middleware",
     "geoq.tracebacks",
     "geoq.limits",
+    "geoq.unique",
+    "geoq.control",
 )
 
 IO_LAYERS = ("gevent", "redis", "geoq.broker", "geoq.worker", "geoq.metrics", "prometheus_client")

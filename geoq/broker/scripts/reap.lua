@@ -17,6 +17,8 @@
 -- The envelope header {"i":ID,"a":RUNS[,"d":DEATHS], is rewritten as text (runs and deaths + 1);
 -- the payload is never decoded. Bytes without that header go back untouched, for the
 -- worker that fetches them to dead-letter.
+-- A job whose cancel was asked for (state "x" or "c": cancel.lua wrote its done record) is
+-- dropped instead, counted as returned.
 -- allow-oom: the rewritten header grows by a byte or two while the job's old copy is freed.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -30,8 +32,12 @@ for _ = 1, tonumber(ARGV[4]) do
   local env = redis.call('RPOP', KEYS[1])
   if not env then break end
   local id, runs, rest = string.match(env, '^{"i":"([^"]+)","a":(%d+),(.*)$')
+  local code = id and string.sub(redis.call('HGET', KEYS[4], id) or '', 1, 1) or ''
   if not id then
     redis.call('LPUSH', KEYS[2], env)
+    returned = returned + 1
+  elseif code == 'x' or code == 'c' then
+    redis.call('HDEL', KEYS[4], id)
     returned = returned + 1
   else
     local deaths = 0
