@@ -10,6 +10,7 @@ Exit status 0 when every job is accounted for.
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import signal
 import subprocess
@@ -79,7 +80,7 @@ def outcomes(metrics_url: str) -> dict[str, float]:
     """Finished runs by outcome, read from the worker's own Prometheus endpoint."""
     with urllib.request.urlopen(metrics_url, timeout=2) as reply:
         text = reply.read().decode()
-    counts: dict[str, float] = {"succeeded": 0.0, "retried": 0.0, "dead": 0.0}
+    counts: dict[str, float] = collections.Counter({"succeeded": 0.0, "retried": 0.0, "dead": 0.0})
     for family in text_string_to_metric_families(text):
         if family.name == "geoq_jobs":
             for s in family.samples:

@@ -74,7 +74,7 @@ def test_scraped_counters_equal_the_ledger_and_depths_equal_redis(redis_url, red
                    message="the broken jobs did not all reach the dead list")
         wait_until(lambda: sum(ledger_counts(ledger_client, "succeeded").values()) == 3750, timeout=60)
         # A run is counted just after its handler returns: wait for the last few to be counted.
-        wait_until(lambda: outcome_totals(scrape(port)) == {"succeeded": 3750, "retried": 2500, "dead": 1250},
+        wait_until(lambda: outcome_totals(scrape(port)) == {"succeeded": 3750, "retried": 2500, "dead": 1250, "cancelled": 0},
                    timeout=10)
         text = scrape(port)
         seen = places(redis_client, ["default", "parked"])
@@ -183,7 +183,7 @@ def test_prometheus_scrapes_the_worker_and_answers_geoq_jobs_total(
     with WorkerProcess(worker_config(tmp_path, redis_url, port), env={"GEOQ_TEST_LEDGER": ledger_url}) as worker:
         wait_until(lambda: len(places(redis_client, ["default"]).dead["default"]) == 4, timeout=30)
         prometheus = prometheus_for(f"127.0.0.1:{port}")
-        expected = {"succeeded": 30.0, "retried": 4.0, "dead": 4.0}
+        expected = {"succeeded": 30.0, "retried": 4.0, "dead": 4.0, "cancelled": 0.0}
 
         def totals() -> dict[str, float]:
             found = prometheus.query('sum by (outcome) (geoq_jobs_total{job="geoq", queue="default"})')
