@@ -27,6 +27,11 @@ _INLINE = 1 << 16  # envelopes above this many bytes are sent as they are (see _
 EXPIRED_ERROR = "Expired: not started by its expiry"  # promote.lua says the same
 
 
+def shared_scripts() -> Scripts:
+    """The process's one Scripts (read from package data on first use)."""
+    return _scripts()
+
+
 def _scripts() -> Scripts:
     global _SCRIPTS  # read from package data once per process, on first use (never at import)
     if _SCRIPTS is None:

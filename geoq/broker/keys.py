@@ -77,6 +77,15 @@ class QueueKeys:
         """Hash: schedule name -> the last tick claimed (unix seconds) of each schedule enqueuing here."""
         return f"{self.tag}:ticks"
 
+    def history(self, hour: int) -> str:
+        """String: one hour's 60 minute slots of counts and wait histogram (geoq.history), written by
+        workers' flushes and expiring history.keep after the last; `hour` is unix seconds // 3600."""
+        return f"{self.tag}:history:{hour}"
+
+    def history_types(self, hour: int) -> str:
+        """Hash: job type -> its counts in one hour (geoq.history), at most a cap of types; expires as `history`."""
+        return f"{self.tag}:history:{hour}:types"
+
     def processing(self, worker_id: str) -> str:
         """List: the jobs one worker has taken from this queue and not yet settled."""
         return f"{self.tag}:processing:{worker_id}"
