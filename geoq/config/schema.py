@@ -509,6 +509,16 @@ class ResultsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HistoryConfig:
+    """Per-minute job counts and wait times that workers write to Redis (geoq.history)."""
+
+    keep: float = key(7 * 86400.0, duration(positive=True, most=366 * 86400.0),
+                      "how long per-minute history is kept in Redis (at most 366d)")
+    flush_every: float = key(5.0, duration(positive=True, most=60.0),
+                             "how often a worker adds its counts to the history (at most 60s)")
+
+
+@dataclass(frozen=True, slots=True)
 class MiddlewareConfig:
     """One entry of the `middleware:` list: what to import and the options a class is built with."""
 
@@ -645,6 +655,7 @@ class Config:
     logging: LoggingConfig = section(LoggingConfig, "logging")
     metrics: MetricsConfig = section(MetricsConfig, "the Prometheus endpoint")
     results: ResultsConfig = section(ResultsConfig, "job status and results")
+    history: HistoryConfig = section(HistoryConfig, "per-minute job history in Redis")
     middleware: tuple[MiddlewareConfig, ...] = key((), middleware, "run around every job, in this order: "
                                                    "pkg.module:attr or {handler: pkg.module:attr, options: {...}}")
     routes: Mapping[str, RouteConfig] = field(

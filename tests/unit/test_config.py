@@ -440,7 +440,7 @@ def test_a_tab_indent_is_a_yaml_syntax_error_on_its_line(tmp_config: MakeConfig)
 def test_an_unknown_top_level_key_is_an_error(tmp_config: MakeConfig) -> None:
     path = tmp_config("redis: {}\nwrker:\n  concurrency: 5\n")
     assert error_of(path) == (f"{path}: wrker (line 2): expected one of redis, worker, dead, logging, metrics, "
-                              f"results, middleware, routes, schedules, got an unknown key (did you mean worker?)")
+                              f"results, history, middleware, routes, schedules, got an unknown key (did you mean worker?)")
 
 
 def test_an_unknown_key_inside_a_route_is_an_error(tmp_config: MakeConfig) -> None:
@@ -705,3 +705,22 @@ def test_a_worker_shares_max_connections_among_its_pools_and_needs_queues_plus_s
     assert least_connections(three) == 3 + 6 + 2
     quiet = dataclasses.replace(three, metrics=dataclasses.replace(three.metrics, host="", port=0))
     assert least_connections(quiet) == 3 + 6 and connection_split(quiet).metrics == 0
+
+
+def test_history_keeps_a_week_flushed_every_five_seconds_unless_told(tmp_config: MakeConfig) -> None:
+    assert (load(tmp_config, "").history.keep, load(tmp_config, "").history.flush_every) == (7 * 86400.0, 5.0)
+    config = load(tmp_config, "history: {keep: 2d, flush_every: 500ms}")
+    assert (config.history.keep, config.history.flush_every) == (2 * 86400.0, 0.5)
+
+
+@pytest.mark.parametrize("text, path_and_line", [
+    ("history: {keep: 0}", "history.keep (line 1): expected a duration > 0 and <= 3.16224e+07s such as 500ms"),
+    ("history: {keep: forever}", "history.keep (line 1): expected a duration > 0"),
+    ("history: {flush_every: 2m}", "history.flush_every (line 1): expected a duration > 0 and <= 60s such as 500ms"),
+    ("history: {flush_every: -1s}", "history.flush_every (line 1): expected a duration > 0"),
+    ("history: {kept: 1d}", "history.kept (line 1): expected one of keep, flush_every, got an unknown key"),
+])
+def test_bad_history_values_are_one_line_errors_naming_key_and_line(tmp_config: MakeConfig, text: str,
+                                                                    path_and_line: str) -> None:
+    path = tmp_config(text)
+    assert error_of(path).startswith(f"{path}: {path_and_line}")
