@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("stats", commands.stats, "per queue: ready, scheduled, processing, dead; the live workers")
     p.add_argument("--watch", type=_positive_duration, metavar="SECONDS", help="refresh every SECONDS until Ctrl-C")
+    p.add_argument("--history", action="store_true", help="per-minute jobs and wait times of each queue, then per type")
+    p.add_argument("--since", type=_positive_duration, metavar="DURATION", help="with --history: the window (default 1h)")
+    p.add_argument("--queue", help="with --history: only this queue")
 
     p = command("enqueue", commands.enqueue, "store one job and print its id")
     p.add_argument("type", metavar="TYPE")

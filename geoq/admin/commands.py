@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from geoq import job as jobs
-from geoq.admin import render
+from geoq.admin import history_stats, render
 from geoq.admin.errors import NotFound, UsageError
 from geoq.admin.session import Session
 from geoq.broker.admin import WorkerEntry
@@ -98,6 +98,9 @@ def stats_text(st: Stats, s: Session) -> str:
 
 
 def stats(s: Session, args: argparse.Namespace) -> int:
+    history_stats.check_options(args)
+    if args.history:
+        return history_stats.show(s, args)
     if args.watch is None:
         st = s.read(lambda: collect_stats(s))
         print(render.to_json(stats_json(st, s)) if args.json else stats_text(st, s))

@@ -147,11 +147,13 @@ def run_worker(config: Config, router: Router, middleware: Sequence[Middleware] 
                parent: int | None = None) -> int:
     """Run the worker in this process until it is stopped; `parent`: the pid of a --processes parent.
 
-    geoq's metrics and job log lines are the outermost middleware, then the config's, in order."""
+    geoq's metrics, job history and job log lines are the outermost middleware, then the config's,
+    in order."""
     from geoq.worker.worker import FENCED, Worker  # after the config is known good: nothing connects before
     from geoq.broker.broker import Broker
     from geoq.broker.connection import connect
     from geoq.metrics import Metrics, install_hubwatch, start_metrics
+    from geoq.worker.recorder import Recorder
 
     metrics = Metrics.from_config(config)
     try:  # one endpoint for the process, kept across fenced restarts; its own share of the connections
@@ -161,7 +163,8 @@ def run_worker(config: Config, router: Router, middleware: Sequence[Middleware] 
         print(f"geoq-worker: {e}", file=sys.stderr)
         return EXIT_CONFIG
     install_hubwatch(metrics, threshold=0.1)
-    events = Chain([metrics, logs.JobLog(), *middleware])
+    recorder = Recorder(config.history.keep, config.history.flush_every)   # the history, kept across restarts
+    events = Chain([metrics, recorder, logs.JobLog(), *middleware])
     skip_spawn_tracking()
 
     current: list[Worker] = []
@@ -175,7 +178,7 @@ def run_worker(config: Config, router: Router, middleware: Sequence[Middleware] 
     if parent is not None:
         gevent.spawn(watch_parent, parent, stop_for_good)
     while not orphaned.is_set():  # a worker declared dead while stalled starts afresh under a new identity
-        worker = Worker(config, router, events)
+        worker = Worker(config, router, events, recorder)
         current[:] = [worker]
         for sig in (signal.SIGTERM, signal.SIGINT):
             gevent.signal_handler(sig, worker.signal_stop)

@@ -13,6 +13,7 @@ from gevent.event import Event
 from geoq.broker.broker import Broker, Retention
 from geoq.broker.clock import RedisClock
 from geoq.broker.connection import connect
+from geoq.broker.history import HistoryBroker
 from geoq.broker.limits import LimitBroker
 from geoq.broker.liveness import Registry
 from geoq.config import Config, connection_split
@@ -26,6 +27,7 @@ from geoq.worker.executor import Executor, Prepared
 from geoq.worker.fetcher import Fetcher
 from geoq.worker.heartbeat import Heartbeat, new_worker_id
 from geoq.worker.limiter import Limiter
+from geoq.worker.recorder import Recorder
 from geoq.worker.reaper import Reaper
 from geoq.worker.runners import Runners
 from geoq.worker.scheduler import Scheduler
@@ -42,9 +44,11 @@ class Worker:
     """One gevent worker. run() returns STOPPED after a stop, FENCED if it was declared dead;
     `report` then says whether the stop left jobs for the reaper."""
 
-    def __init__(self, config: Config, router: Router, events: Chain = NO_EVENTS) -> None:
+    def __init__(self, config: Config, router: Router, events: Chain = NO_EVENTS,
+                 recorder: Recorder | None = None) -> None:
         w = config.worker
         self.config, self.router, self.events = config, router, events
+        self.recorder = recorder   # counts runs as a middleware of `events`; this worker writes them
         self.queues: Sequence[str] = w.queues
         self.id = new_worker_id()
         split = connection_split(config)  # redis.max_connections shared among the process's pools
@@ -52,6 +56,7 @@ class Worker:
         self.blocking = connect(config.redis, read_timeout=w.block_timeout + config.redis.socket_timeout,
                                 max_connections=split.fetch, name=f"geoq-fetch:{self.id}")
         self.broker = Broker(self.redis)
+        self.history = HistoryBroker(self.redis, self.broker.scripts)
         self.registry = Registry(self.redis, self.broker.scripts)
         self.clock = RedisClock()   # synced at registration and at every beat
         self.held: dict[str, Counter[bytes]] = {q: Counter() for q in self.queues}
@@ -82,6 +87,7 @@ class Worker:
         self.report = StopReport()  # how the stop ended; a worker stopped before it took a job left nothing
         self.deadline = Deadline(0.0, 0.0)  # replaced when the stop is asked for
         self._loops: list[gevent.Greenlet] = []
+        self._history_loop: gevent.Greenlet | None = None
 
     def in_flight(self) -> int:
         return len(self.pool)
@@ -127,6 +133,8 @@ class Worker:
                                                             self.limiter.waker.run)]
         if self.config.schedules:
             self._loops.append(gevent.spawn(self._tick_loop().run))
+        if self.recorder is not None:
+            self._history_loop = gevent.spawn(self.recorder.run, self.history)
         self._loops.append(self.heartbeat.start())
         self._fetch_loop = gevent.spawn(self.fetcher.run)
         log.info("worker %s started: queues %s, concurrency %d", self.id, ",".join(self.queues), self.pool.size)
@@ -179,6 +187,7 @@ class Worker:
         if self.limiter is not None and not self.limiter.flush(timeout=deadline.left()):
             log.warning("could not give back every concurrency slot before the stop's deadline; they expire "
                         "within dead_after")
+        self._flush_history(deadline)
         back = hand_back_all(self.broker, self.id, self.queues, deadline)
         self.heartbeat.stop()
         report = StopReport(back.moved, sum(sum(self.held[q].values()) for q in back.failed),
@@ -195,6 +204,17 @@ class Worker:
             log.warning("the heartbeat thread had not ended by the stop's deadline")
         log_stop(self.id, report, self.config.worker.dead_after)
         return report
+
+    def _flush_history(self, deadline: Deadline) -> None:
+        """The history loop ends (a flush it had under way keeps its counts), then one last flush."""
+        if self.recorder is None or self._history_loop is None:
+            return
+        self._history_loop.kill(timeout=max(0.1, min(1.0, deadline.left())))
+        try:
+            if not within(deadline, self.recorder.flush, self.history):
+                log.warning("could not write the last job history counts before the stop's deadline")
+        except BrokerError as e:
+            log.warning("could not write the last job history counts: %s", e)
 
     def _finish_running(self, deadline: Deadline) -> None:
         grace = gevent.spawn(self.pool.join, timeout=deadline.grace_left())
