@@ -40,6 +40,7 @@ OTHER = "(other)"               # the type counted for every type past the cap, 
 MAX_TYPE_NAME = 200             # longer type names are counted under OTHER: hash fields stay small
 MAX_PENDING = 2000              # (queue, minute) tallies held while Redis is away; the oldest go first
 _UINT32 = 0xFFFFFFFF
+_ROOT_HALF = 0.5 ** 0.5
 _SLOT = struct.Struct(f"<{SLOT_FIELDS}I")
 _TYPE = struct.Struct(f"<{TYPE_FIELDS}I")
 
@@ -48,11 +49,14 @@ _TYPE = struct.Struct(f"<{TYPE_FIELDS}I")
 
 
 def bucket_of(seconds: float) -> int:
-    """The histogram bucket of a wait of `seconds`."""
+    """The histogram bucket of a wait of `seconds`: 1 + floor(2 log2(ms)), from frexp's exponent
+    and whether the mantissa is past sqrt(1/2) (no logarithm: this runs for every job)."""
     ms = seconds * 1000.0
     if ms < 1.0:
         return 0
-    return min(BUCKETS - 1, 1 + int(2.0 * math.log2(ms)))
+    mantissa, exponent = math.frexp(ms)   # ms = mantissa * 2**exponent, 0.5 <= mantissa < 1
+    i = 2 * exponent - (1 if mantissa < _ROOT_HALF else 0)
+    return i if i < BUCKETS else BUCKETS - 1
 
 
 def bucket_bounds(i: int) -> tuple[float, float]:
@@ -89,23 +93,23 @@ def _inside(i: int, fraction: float) -> float:
 
 
 class MinuteTally:
-    """One queue's counts in one minute, as a worker gathers them: mutable, for the hot path."""
+    """One queue's counts in one minute, as a worker gathers them: mutable, for the hot path.
+    `start` is the minute's first second (unix time)."""
 
-    __slots__ = ("counts", "waits", "types")
+    __slots__ = ("start", "counts", "waits", "types")
 
-    def __init__(self) -> None:
+    def __init__(self, start: float = 0.0) -> None:
+        self.start = start
         self.counts = [0] * len(COUNTS)
         self.waits = [0] * BUCKETS
         self.types: dict[str, list[int]] = {}
 
     def count(self, job_type: str, index: int) -> None:
         self.counts[index] += 1
-        per_type = self.types.get(job_type)
-        if per_type is None:
-            per_type = self._type(job_type)
-        per_type[index] += 1
+        (self.types.get(job_type) or self.type_counts(job_type))[index] += 1
 
-    def _type(self, job_type: str) -> list[int]:
+    def type_counts(self, job_type: str) -> list[int]:
+        """The counts kept for `job_type`: its own, or OTHER's past the cap or for an over-long name."""
         if len(self.types) >= TYPE_CAP or len(job_type) > MAX_TYPE_NAME:
             job_type = OTHER
         return self.types.setdefault(job_type, [0] * len(COUNTS))
@@ -115,8 +119,7 @@ class MinuteTally:
         _add(self.counts, other.counts)
         _add(self.waits, other.waits)
         for job_type, counts in other.types.items():
-            per_type = self.types.get(job_type)
-            _add(per_type if per_type is not None else self._type(job_type), counts)
+            _add(self.types.get(job_type) or self.type_counts(job_type), counts)
 
 
 def _add(into: list[int], more: Sequence[int]) -> None:
@@ -140,29 +143,43 @@ class Tally:
         self.max_pending = max_pending
         self.pending: dict[tuple[str, int], MinuteTally] = {}
         self.dropped = 0
+        self._current: dict[str, MinuteTally] = {}   # each queue's latest minute: most runs end in it
+
+    def ended(self, queue: str, job_type: str, label: str, at: float, waited: float | None = None) -> None:
+        """A run (or a burial) of `job_type` ended at `at` with Outcome.label `label`, after waiting
+        `waited` seconds to start (None: not known, or it never ran). Runs on every job: no call
+        beyond the dict lookups in the common case (the queue's current minute)."""
+        index = INDEX.get(label)
+        if index is None:
+            return
+        tally = self._current.get(queue)
+        if tally is None or not tally.start <= at < tally.start + 60.0:
+            tally = self.minute(queue, at)
+        tally.counts[index] += 1
+        (tally.types.get(job_type) or tally.type_counts(job_type))[index] += 1
+        if waited is not None:
+            tally.waits[bucket_of(waited)] += 1
 
     def minute(self, queue: str, at: float) -> MinuteTally:
-        key = (queue, int(at // 60))
-        tally = self.pending.get(key)
+        """The tally of `queue` in the minute holding `at`, made when missing."""
+        minute = int(at // 60)
+        tally = self.pending.get((queue, minute))
         if tally is None:
-            tally = self.pending[key] = MinuteTally()
+            tally = self.pending[(queue, minute)] = MinuteTally(minute * 60.0)
             if len(self.pending) > self.max_pending:
                 self._drop_oldest()
+        if minute * 60.0 >= self._latest(queue):
+            self._current[queue] = tally
         return tally
 
-    def ended(self, queue: str, job_type: str, label: str, at: float) -> None:
-        """A run (or a burial) of `job_type` ended at `at` with Outcome.label `label`."""
-        index = INDEX.get(label)
-        if index is not None:
-            self.minute(queue, at).count(job_type, index)
-
-    def started(self, queue: str, waited: float, at: float) -> None:
-        """A run started at `at` after waiting `waited` seconds."""
-        self.minute(queue, at).waits[bucket_of(waited)] += 1
+    def _latest(self, queue: str) -> float:
+        current = self._current.get(queue)
+        return -1.0 if current is None else current.start
 
     def take(self) -> dict[tuple[str, int], MinuteTally]:
         """Everything counted so far; the tally starts afresh."""
         taken, self.pending = self.pending, {}
+        self._current = {}
         return taken
 
     def give_back(self, taken: Mapping[tuple[str, int], MinuteTally]) -> None:
@@ -178,7 +195,8 @@ class Tally:
 
     def _drop_oldest(self) -> None:
         oldest = min(self.pending, key=lambda k: k[1])
-        del self.pending[oldest]
+        if self._current.get(oldest[0]) is self.pending.pop(oldest):
+            del self._current[oldest[0]]
         self.dropped += 1
 
 

@@ -11,7 +11,7 @@ from geoq.admin.session import Session
 from geoq.broker.connection import connect
 from geoq.broker.history import HistoryBroker
 from geoq.config import default_config
-from geoq.history import Tally, hour_blocks
+from geoq.history import Tally, bucket_of, hour_blocks
 
 from tests.admin.helpers import redis_now
 
@@ -24,7 +24,7 @@ def seed(redis_url: str, events: list[tuple[str, str, str, float]], waits: list[
     for queue, job_type, label, at in events:
         tally.ended(queue, job_type, label, at)
     for queue, waited, at in waits:
-        tally.started(queue, waited, at)
+        tally.minute(queue, at).waits[bucket_of(waited)] += 1
     assert all(HistoryBroker(connect(default_config(redis_url).redis)).add(hour_blocks(tally.take()), WEEK))
 
 

@@ -27,17 +27,16 @@ def test_two_flushes_add_up_minute_by_minute_and_type_by_type(redis_url, redis_c
     hb, t = history_broker(redis_url), Tally()
     for _ in range(3):
         t.ended("mail", "email.send", "succeeded", T0 + 61)
-    t.started("mail", 0.25, T0 + 61)
+    t.ended("mail", "email.send", "cancelled", T0 + 61, waited=0.25)
     assert flush(hb, t) == [True]
     t.ended("mail", "email.send", "retried", T0 + 62)
-    t.ended("mail", "email.bounce", "dead", T0 + 62)
-    t.started("mail", 0.25, T0 + 62)
+    t.ended("mail", "email.bounce", "dead", T0 + 62, waited=0.25)
     flush(hb, t)
     ((raw, types),) = hb.read("mail", [HOUR])
     minutes = decode_hour(raw)
-    assert minutes[1].counts == (3, 1, 1, 0) and minutes[1].waits[history.bucket_of(0.25)] == 2
+    assert minutes[1].counts == (3, 1, 1, 1) and minutes[1].waits[history.bucket_of(0.25)] == 2
     assert all(m == history.EMPTY for i, m in enumerate(minutes) if i != 1)
-    assert {name: decode_counts(v) for name, v in types.items()} == {"email.send": (3, 1, 0, 0),
+    assert {name: decode_counts(v) for name, v in types.items()} == {"email.send": (3, 1, 0, 1),
                                                                       "email.bounce": (0, 0, 1, 0)}
     assert redis_client.strlen(K.history(HOUR)) == 2 * SLOT_BYTES   # slots up to the last written one
 

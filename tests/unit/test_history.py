@@ -49,18 +49,27 @@ def test_an_empty_histogram_has_no_quantile_and_one_wait_is_its_own_every_quanti
 
 def test_the_tally_counts_each_outcome_by_queue_minute_and_type():
     t = Tally()
-    t.ended("q", "a", "succeeded", T0 + 1)
+    t.ended("q", "a", "succeeded", T0 + 1, waited=0.5)
     t.ended("q", "a", "retried", T0 + 59)
     t.ended("q", "b", "dead", T0 + 60)
     t.ended("r", "a", "cancelled", T0)
     t.ended("q", "a", "interrupted", T0)   # not an outcome of the job: not counted
-    t.started("q", 0.5, T0 + 2)
     taken = t.take()
     assert set(taken) == {("q", int(T0 // 60)), ("q", int(T0 // 60) + 1), ("r", int(T0 // 60))}
     first = taken[("q", int(T0 // 60))]
     assert first.counts == [1, 1, 0, 0] and first.types == {"a": [1, 1, 0, 0]}
     assert first.waits[bucket_of(0.5)] == 1 and sum(first.waits) == 1
     assert t.take() == {}
+
+
+def test_a_run_ending_in_an_earlier_minute_still_counts_there_and_the_current_minute_stays():
+    t = Tally()
+    t.ended("q", "a", "succeeded", T0 + 60)
+    t.ended("q", "a", "succeeded", T0 + 59.9)   # a run reported late, ended the minute before
+    t.ended("q", "a", "dead", T0 + 61)
+    taken = t.take()
+    assert taken[("q", int(T0 // 60))].counts == [1, 0, 0, 0]
+    assert taken[("q", int(T0 // 60) + 1)].counts == [1, 0, 1, 0]
 
 
 def test_types_past_the_cap_and_overlong_names_are_counted_under_other():
