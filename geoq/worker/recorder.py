@@ -38,10 +38,10 @@ MINUTE_LAG = 0.2       # seconds after a minute ends before its flush: runs endi
 class Recorder(Middleware):
     """Counts runs into a Tally; `flush(broker)` adds them to Redis, `run(broker)` flushes forever."""
 
-    def __init__(self, keep: float, flush_every: float) -> None:
+    def __init__(self, keep: float, flush_every: float, clock: Callable[[], float] = time.time) -> None:
         self.keep, self.flush_every = keep, flush_every
         self.tally = Tally()
-        self._now: Callable[[], float] = time.time   # until a worker gives its Redis-synced clock
+        self._now = clock   # until a worker gives its Redis-synced clock
         self._dropped_logged = 0
 
     # -- counting: the middleware hooks (the hot path) --------------------------------------------
