@@ -147,11 +147,14 @@ class Tally:
 
     def ended(self, queue: str, job_type: str, label: str, at: float, waited: float | None = None) -> None:
         """A run (or a burial) of `job_type` ended at `at` with Outcome.label `label`, after waiting
-        `waited` seconds to start (None: not known, or it never ran). Runs on every job: no call
-        beyond the dict lookups in the common case (the queue's current minute)."""
+        `waited` seconds to start (None: not known, or it never ran); other labels are not counted."""
         index = INDEX.get(label)
-        if index is None:
-            return
+        if index is not None:
+            self.count(queue, job_type, index, at, waited)
+
+    def count(self, queue: str, job_type: str, index: int, at: float, waited: float | None) -> None:
+        """ended() by the counter's index in COUNTS. Runs for every job: nothing but dict lookups
+        and increments in the common case (the queue's current minute)."""
         tally = self._current.get(queue)
         if tally is None or not tally.start <= at < tally.start + 60.0:
             tally = self.minute(queue, at)

@@ -23,15 +23,17 @@ import gevent
 
 from geoq.broker.history import HistoryBroker
 from geoq.errors import BrokerError
-from geoq.history import Tally, hour_blocks
+from geoq.history import INDEX, Tally, hour_blocks
 from geoq.job import Job
 from geoq.middleware import Middleware, WorkerInfo
 from geoq.outage import Outage
-from geoq.outcome import Outcome
+from geoq.outcome import CANCELLED, DEAD, RETRY, SUCCEEDED, UNRUN, Outcome
 
 log = logging.getLogger(__name__)
 
 UNKNOWN = "_unknown"   # the type of a job whose type could not be read (as the metrics call it)
+BY_STATE = {SUCCEEDED: INDEX["succeeded"], RETRY: INDEX["retried"], DEAD: INDEX["dead"],
+            CANCELLED: INDEX["cancelled"]}   # Outcome.state -> counter (Outcome.label, without its call)
 MINUTE_LAG = 0.2       # seconds after a minute ends before its flush: runs ending on the mark are in
 
 
@@ -51,10 +53,16 @@ class Recorder(Middleware):
 
     def after_run(self, job: Job, outcome: Outcome) -> None:
         """One hook per job, not two: the wait is the run's start (its end less its duration, the
-        middleware's before_run included) less the time the job could first start."""
-        now, ready = self._now(), job.ready_at
-        waited = max(0.0, now - outcome.duration - ready) if ready > 0 and outcome.ran else None
-        self.tally.ended(job.queue, job.type or UNKNOWN, outcome.label, now, waited)   # producers' clocks may run ahead
+        middleware's before_run included) less the time the job could first start (a negative
+        wait, from a producer's clock running ahead, counts as none). Fields are read directly,
+        not through Job's and Outcome's properties: this runs for every job."""
+        index = BY_STATE.get(outcome.state)
+        if index is None:   # interrupted: the job is back in its queue, the run does not count
+            return
+        now = self._now()
+        ready = job.enqueued_at if job.due_at is None else job.due_at
+        waited = now - outcome.duration - ready if ready > 0 and outcome.reason not in UNRUN else None
+        self.tally.count(job.queue, job.type or UNKNOWN, index, now, waited)
 
     def buried(self, queue: str, job_type: str | None) -> None:
         self.tally.ended(queue, job_type or UNKNOWN, "dead", self._now())
