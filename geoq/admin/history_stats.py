@@ -64,7 +64,8 @@ def history_text(histories: Sequence[QueueHistory], since: float) -> str:
     parts = []
     for q in histories:
         rows = [m for m in (_hours(q.minutes) if hourly else q.minutes) if m.processed or m.wait_p50 is not None]
-        title = f"queue {q.queue}, last {render.age(since)}" + (" (per hour; waits: its worst minute's)" if hourly else "")
+        title = f"queue {q.queue}, last {render.age(since)}"
+        title += " (per hour; waits: its worst minute's)" if hourly else ""
         if not rows:
             parts.append(f"{title}: no jobs")
             continue

@@ -3,8 +3,8 @@ every history.flush_every seconds.
 
 Counting is a middleware (after_run, buried), so it sees what the Prometheus metrics see, and
 costs a few dict lookups and increments per job (under a microsecond): no I/O on a job's path.
-A loop of the worker's own (run) flushes the tally in one round trip: every flush_every seconds, and right after each minute ends, so a minute is complete in Redis a moment after it
-ends. When Redis refuses or is away the tally is kept (bounded: geoq.history.Tally) and tried
+A loop of the worker's own (run) flushes the tally in one round trip: every flush_every seconds,
+and right after each minute ends, so a minute is complete in Redis a moment after it ends. When Redis refuses or is away the tally is kept (bounded: geoq.history.Tally) and tried
 again at the next flush; a flush never blocks or fails a job. A flush whose reply is lost may
 have been added before the connection broke: its counts are then added again (counts may run
 over by one flush, never under, while Redis is reachable).

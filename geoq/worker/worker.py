@@ -33,11 +33,13 @@ from geoq.worker.runners import Runners
 from geoq.worker.scheduler import Scheduler
 from geoq.worker.settler import Settler
 from geoq.worker.ticks import TickLoop
-from geoq.worker.shutdown import Deadline, StopReport, hand_back, hand_back_all, log_stop, within
+from geoq.worker.shutdown import (EXIT_ALLOWANCE, Deadline, StopReport, hand_back, hand_back_all, log_stop,
+                                  within)
 
 log = logging.getLogger(__name__)
 
 STOPPED, FENCED = "stopped", "fenced"
+LAST_FLUSH = 2.0   # seconds at most for the job history's last flush at a stop
 
 
 class Worker:
@@ -187,8 +189,8 @@ class Worker:
         if self.limiter is not None and not self.limiter.flush(timeout=deadline.left()):
             log.warning("could not give back every concurrency slot before the stop's deadline; they expire "
                         "within dead_after")
-        self._flush_history(deadline)
         back = hand_back_all(self.broker, self.id, self.queues, deadline)
+        self._flush_history(deadline)
         self.heartbeat.stop()
         report = StopReport(back.moved, sum(sum(self.held[q].values()) for q in back.failed),
                             sum(self.settler.unwritten[q] for q in back.failed),
@@ -206,13 +208,16 @@ class Worker:
         return report
 
     def _flush_history(self, deadline: Deadline) -> None:
-        """The history loop ends (a flush it had under way keeps its counts), then one last flush."""
+        """The history loop ends (a flush it had under way keeps its counts), then one last flush of
+        at most LAST_FLUSH seconds: after the jobs are handed back, as counts matter less than jobs,
+        and short, as deregistering still needs Redis before the stop's deadline."""
         if self.recorder is None or self._history_loop is None:
             return
         self._history_loop.kill(timeout=max(0.1, min(1.0, deadline.left())))
+        last = Deadline(0.0, min(LAST_FLUSH, deadline.left()) + EXIT_ALLOWANCE)
         try:
-            if not within(deadline, self.recorder.flush, self.history):
-                log.warning("could not write the last job history counts before the stop's deadline")
+            if not within(last, self.recorder.flush, self.history):
+                log.warning("could not write the last job history counts: the stop's deadline came, or redis refused")
         except BrokerError as e:
             log.warning("could not write the last job history counts: %s", e)
 

@@ -61,7 +61,8 @@ def test_downsample_sums_counts_and_keeps_the_worst_wait(now):
 def test_fleet_minutes_sums_queues_minute_by_minute():
     a = QueueHistory("a", [Minute(0, 1, 1, 0, 0, 0, 0.5, 1.0, 2.0), Minute(60, 2, 0, 2, 2, 0, None, None, None)], [])
     b = QueueHistory("b", [Minute(0, 3, 3, 0, 0, 0, 0.1, 4.0, 4.0), Minute(60, 0, 0, 0, 0, 0, None, None, None)], [])
-    assert fleet_minutes([a, b]) == [Minute(0, 4, 4, 0, 0, 0, 0.5, 4.0, 4.0), Minute(60, 2, 0, 2, 2, 0, None, None, None)]
+    assert fleet_minutes([a, b]) == [Minute(0, 4, 4, 0, 0, 0, 0.5, 4.0, 4.0),
+                                     Minute(60, 2, 0, 2, 2, 0, None, None, None)]
 
 
 def test_stats_history_json_gives_each_queue_its_minutes_and_types(cli_json, redis_url, now):
