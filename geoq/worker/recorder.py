@@ -54,7 +54,7 @@ class Recorder(Middleware):
     def after_run(self, job: Job, outcome: Outcome) -> None:
         """One hook per job, not two: the wait is the run's start (its end less its duration, the
         middleware's before_run included) less the time the job could first start (a negative
-        wait, from a producer's clock running ahead, counts as none). Fields are read directly,
+        wait, from a producer's clock running ahead, counts as under a millisecond). Fields are read directly,
         not through Job's and Outcome's properties: this runs for every job."""
         index = BY_STATE.get(outcome.state)
         if index is None:   # interrupted: the job is back in its queue, the run does not count
