@@ -22,8 +22,8 @@ of the true one; the last bucket holds everything from 2^29 ms (about 6.2 days) 
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
 import struct
+from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
