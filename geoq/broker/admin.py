@@ -136,6 +136,13 @@ class AdminBroker:
             page = self.client.zrange(keys.queue_keys(queue).scheduled, start, start + count - 1, withscores=True)
         return [(_bytes(member), float(score)) for member, score in cast("list[Any]", page)]
 
+    def scheduled_at(self, queue: str, due: float, most: int = 100) -> list[bytes]:
+        """Envelopes of the scheduled set due at exactly `due` (a score as scheduled_page gave it):
+        how an operator's action finds one job without scanning the set."""
+        with redis_errors("scheduled"):
+            found = self.client.zrangebyscore(keys.queue_keys(queue).scheduled, repr(due), repr(due), 0, most)
+        return [_bytes(member) for member in cast("list[Any]", found)]
+
     def run_now(self, queue: str, envelope: bytes) -> bool:
         """Move one scheduled job (its exact envelope) to the head of its ready list (run_now.lua);
         False when it was no longer scheduled."""

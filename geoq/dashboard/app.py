@@ -22,7 +22,7 @@ from geoq.dashboard import security
 from geoq.dashboard.html import card, el
 from geoq.dashboard.http import HttpError, Request, Response, not_found
 from geoq.dashboard.layout import View, page
-from geoq.dashboard.pages import queues, overview
+from geoq.dashboard.pages import dead, job, overview, queues, scheduled, workers
 from geoq.errors import InvalidJob, RedisAuthError, RedisUnavailable
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,16 @@ ROUTES: Mapping[tuple[str, str], Handler] = {
     ("POST", "/queues/pause"): queues.pause,
     ("POST", "/queues/resume"): queues.resume,
     ("POST", "/queues/purge"): queues.purge,
+    ("GET", "/workers"): workers.show,
+    ("GET", "/scheduled"): scheduled.show,
+    ("POST", "/scheduled/run"): scheduled.run_now,
+    ("POST", "/scheduled/delete"): scheduled.delete,
+    ("GET", "/dead"): dead.show,
+    ("GET", "/dead/group"): dead.show_group,
+    ("POST", "/dead/retry"): dead.retry,
+    ("POST", "/dead/delete"): dead.delete,
+    ("GET", "/job"): job.show,
+    ("POST", "/job/cancel"): job.cancel,
 }
 
 
