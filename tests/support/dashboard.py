@@ -44,7 +44,7 @@ class ServedApp:
     def __init__(self, app: Any) -> None:
         self.server: WSGIServer = make_server("127.0.0.1", 0, app, handler_class=_Quiet)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
     def close(self) -> None:

@@ -17,7 +17,8 @@
     var data = [spec.x].concat(spec.series.map(function (s) { return s.values; }));
     var series = [{}].concat(spec.series.map(function (s, i) {
       return { label: s.label, stroke: COLORS[i % COLORS.length], width: 1.6, value: fmt(spec.unit),
-               fill: i === 0 && spec.unit !== "s" ? "rgba(62,99,221,0.08)" : undefined, spanGaps: false };
+               fill: i === 0 && spec.unit !== "s" ? "rgba(62,99,221,0.08)" : undefined, spanGaps: false,
+               points: { show: spec.x.length <= 30 } };
     }));
     var opts = {
       width: Math.max(300, el.clientWidth), height: el.classList.contains("small") ? 170 : 230,
