@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Callable
+import re
+from pathlib import Path
+from typing import Any, Callable
 
 import redis
 
 import geoq
 from geoq.broker import keys
-from tests.support.dashboard import Http
+from geoq.dashboard import wsgi_app
+from tests.support.dashboard import Http, ServedApp
 
 Serve = Callable[..., Http]
 PAGES = ("/", "/?window=24h", "/?window=7d", "/queues")
@@ -133,3 +136,27 @@ def test_static_files_are_served_with_their_types(serve: Serve) -> None:
     assert http.get("/static/dashboard.css").headers["Content-Type"] == "text/css; charset=utf-8"
     assert "MIT" in http.get("/static/uPlot.LICENSE").text
     assert http.get("/static/../app.py").status == 404
+
+
+def test_mounted_under_a_prefix_every_link_and_form_keeps_it(config_file: Callable[..., Path]) -> None:
+    app = wsgi_app(str(config_file()))
+
+    def mounted(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        path = environ["PATH_INFO"]
+        if not path.startswith("/ops/geoq"):
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"not here"]
+        environ["SCRIPT_NAME"], environ["PATH_INFO"] = "/ops/geoq", path[len("/ops/geoq"):] or "/"
+        return app(environ, start_response)
+
+    served = ServedApp(mounted)
+    try:
+        http = Http(served.url + "/ops/geoq")
+        page = http.get("/queues")
+        links = re.findall(r'(?:href|action|src)="([^"]+)"', page.text)
+        assert links and all(link.startswith("/ops/geoq/") for link in links), links
+        answer = http.submit(page.form("/queues/pause", queue="mail"))
+        assert answer.status == 303 and answer.headers["Location"].startswith("/ops/geoq/queues?")
+        assert "Path=/ops/geoq;" in page.headers["Set-Cookie"]
+    finally:
+        served.close()

@@ -33,6 +33,8 @@ PURE_CORE = (
     "geoq.limits",
     "geoq.unique",
     "geoq.control",
+    "geoq.dashboard.html",
+    "geoq.dashboard.security",
 )
 
 IO_LAYERS = ("gevent", "redis", "geoq.broker", "geoq.worker", "geoq.metrics", "prometheus_client")
