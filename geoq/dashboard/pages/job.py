@@ -11,6 +11,7 @@ from typing import Any
 from geoq import job as jobs
 from geoq import records
 from geoq.admin import groups
+from geoq.admin.lookup import status_in
 from geoq.admin.session import Session
 from geoq.dashboard.html import Markup, badge, card, el, table
 from geoq.dashboard.http import Response, not_found
@@ -39,7 +40,7 @@ class Located:
 
 def locate(s: Session, job_id: str) -> Located | None:
     named = jobs.queue_of_id(job_id)
-    hit = _status(s, job_id, list(dict.fromkeys(([named] if named else []) + s.known_queues())))
+    hit = status_in(s, job_id, list(dict.fromkeys(([named] if named else []) + s.known_queues())))
     if hit is None or hit[1].state == "dead":
         record = groups.find_dead(s, job_id)
         if record is not None:
@@ -52,14 +53,6 @@ def locate(s: Session, job_id: str) -> Located | None:
         return _from_envelope(queue, status, envelope)
     _, done_record = s.client.broker.lookup(queue, job_id)
     return Located(queue, status, records.done_type(done_record) if done_record else None, [], _MISSING, None)
-
-
-def _status(s: Session, job_id: str, queues: list[str]) -> tuple[str, JobStatus] | None:
-    for queue in queues:
-        status = s.client.status(job_id, queue=queue)
-        if status is not None:
-            return queue, status
-    return None
 
 
 def _from_dead(r: DeadRecord, status: JobStatus | None) -> Located:
