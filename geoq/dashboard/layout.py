@@ -56,7 +56,9 @@ def page(view: View, title: str, *body: Any, wide: bool = False, scripts: Sequen
               el("script", src=view.url("/static/dashboard.js"), defer=True))
     side = el("nav", el("a", el("span", "geoq", class_="logo-mark"), " dashboard", href=view.url("/"), class_="brand"),
               *nav, lookup, el("div", "read-only" if view.read_only else "", class_="mode"), class_="side")
-    main = el("main", el("header", el("h1", title), class_="top"),
+    refresh = el("label", el("input", type="checkbox", id="auto-refresh"), " auto-refresh", class_="refresh",
+                 title="reload this page every 5 seconds")
+    main = el("main", el("header", el("h1", title), refresh, class_="top"),
               el("p", notice, class_="notice", role="status") if notice else "", *body,
               class_="wide" if wide else None)
     return Markup("<!doctype html>" + el("html", head, el("body", side, main), lang="en"))

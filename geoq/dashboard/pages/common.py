@@ -55,7 +55,9 @@ def id_arg(view: View, name: str = "id") -> str:
 
 
 def ago(seconds: float | None) -> str:
-    return "-" if seconds is None else render.age(max(0.0, seconds)) + " ago"
+    if seconds is None:
+        return "-"
+    return "just now" if seconds < 1 else render.age(seconds) + " ago"
 
 
 def when(at: float | None) -> Markup:

@@ -91,7 +91,8 @@ def show_group(s: Session, view: View) -> Response:
                              [_job_row(view, r, here) for r in found], empty="no dead job left in this group"),
                 cursor_pager(view, "/dead/group", next_cursor, cursor is None, queue=queue, fp=fingerprint),
                 extra=extra)
-    return html(page(view, f"Dead jobs of one group in {queue}", body))
+    back = el("p", link(view, "← every group of " + queue, "/dead", queue=queue), class_="crumbs")
+    return html(page(view, f"Dead jobs of one group in {queue}", back, body))
 
 
 def _fingerprint(view: View) -> str:

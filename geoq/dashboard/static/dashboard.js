@@ -43,8 +43,26 @@
     });
   }
 
+  // Auto-refresh, remembered across pages; it never re-sends a form (a reload of a GET only).
+  function autoRefresh() {
+    var box = document.getElementById("auto-refresh");
+    if (!box) return;
+    var key = "geoq-auto-refresh", timer = null;
+    function arm() {
+      if (timer) window.clearTimeout(timer);
+      timer = box.checked ? window.setTimeout(function () { window.location.reload(); }, 5000) : null;
+    }
+    try { box.checked = window.localStorage.getItem(key) === "1"; } catch (e) { /* storage off */ }
+    box.addEventListener("change", function () {
+      try { window.localStorage.setItem(key, box.checked ? "1" : "0"); } catch (e) { /* storage off */ }
+      arm();
+    });
+    arm();
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     confirmForms();
+    autoRefresh();
     if (typeof uPlot !== "undefined") document.querySelectorAll(".chart").forEach(draw);
   });
 })();
