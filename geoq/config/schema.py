@@ -217,9 +217,15 @@ def listen(value: Any) -> str:
 
 def dashboard_listen(value: Any) -> str:
     """host:port for the dashboard; it cannot be off (a dashboard that serves nothing is a mistake)."""
-    host, port = split_listen(text(value))
+    expected = "an address host:port such as 127.0.0.1:9181"
+    if value is False:   # YAML reads a bare off as false
+        raise Invalid(expected, got="off")
+    try:
+        host, _ = split_listen(text(value))
+    except Invalid:
+        raise Invalid(expected) from None
     if not host:
-        raise Invalid("an address host:port such as 127.0.0.1:9181")
+        raise Invalid(expected)
     return str(value).strip()
 
 

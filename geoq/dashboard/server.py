@@ -17,7 +17,7 @@ import sys
 from geoq import logs
 from geoq.admin.errors import UsageError
 from geoq.admin.session import Session
-from geoq.config.schema import Invalid, split_listen
+from geoq.config.schema import Invalid, dashboard_listen, split_listen
 from geoq.dashboard.app import Dashboard
 from geoq.exits import EXIT_OK
 
@@ -38,12 +38,9 @@ def run(s: Session, args: argparse.Namespace) -> int:
 
 def _listen(text: str) -> tuple[str, int]:
     try:
-        host, port = split_listen(text)
+        return split_listen(dashboard_listen(text))
     except Invalid as e:
         raise UsageError(f"--listen: expected {e.expected}, got {text!r}") from None
-    if not host:
-        raise UsageError("--listen: the dashboard cannot be off; give host:port")
-    return host, port
 
 
 def serve(app: Dashboard, host: str, port: int) -> None:

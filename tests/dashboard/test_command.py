@@ -61,7 +61,7 @@ def test_a_bad_listen_address_is_one_line_and_exit_2(config_file: Callable[..., 
     done = subprocess.run([sys.executable, str(GEOQ), "-c", str(config_file()), "dashboard", "--listen", "nowhere"],
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 2
-    assert done.stderr == "geoq: --listen: expected an address host:port, or off, got 'nowhere'\n"
+    assert done.stderr == "geoq: --listen: expected an address host:port such as 127.0.0.1:9181, got 'nowhere'\n"
 
 
 def test_a_config_with_a_user_and_no_password_is_one_line_and_exit_2(config_file: Callable[..., Path]) -> None:
@@ -71,3 +71,12 @@ def test_a_config_with_a_user_and_no_password_is_one_line_and_exit_2(config_file
     assert done.returncode == 2
     assert done.stderr.startswith(f"geoq: {path}: dashboard.password") and "basic auth needs both" in done.stderr
     assert len(done.stderr.splitlines()) == 1
+
+
+def test_a_dashboard_that_listens_nowhere_is_a_config_error(config_file: Callable[..., Path]) -> None:
+    path = config_file(dashboard={"listen": "off"})
+    done = subprocess.run([sys.executable, str(GEOQ), "-c", str(path), "dashboard"],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"geoq: {path}: dashboard.listen (line ")
+    assert done.stderr.endswith("): expected an address host:port such as 127.0.0.1:9181, got 'off'\n")

@@ -160,3 +160,10 @@ def test_mounted_under_a_prefix_every_link_and_form_keeps_it(config_file: Callab
         assert "Path=/ops/geoq;" in page.headers["Set-Cookie"]
     finally:
         served.close()
+
+
+def test_redis_unreachable_is_a_503_page_saying_so(serve: Serve) -> None:
+    http = serve(redis={"url": "redis://127.0.0.1:1/0"})
+    answer = http.get("/queues")
+    assert answer.status == 503 and answer.message.startswith("Redis is not answering: ")
+    assert http.get("/static/dashboard.css").status == 200   # the files need no Redis
