@@ -116,7 +116,8 @@ class Dashboard:
     def _route(self, request: Request) -> Response:
         if request.path.startswith("/static/"):
             return self._file(request)
-        handler = ROUTES.get((request.method, request.path.rstrip("/") or "/"))
+        method = "GET" if request.method == "HEAD" else request.method   # the server sends no body for HEAD
+        handler = ROUTES.get((method, request.path.rstrip("/") or "/"))
         if handler is None:
             if any(path == (request.path.rstrip("/") or "/") for _, path in ROUTES):
                 raise HttpError(405, f"{request.method} is not allowed on {request.path}")
@@ -147,7 +148,7 @@ class Dashboard:
 
     def _file(self, request: Request) -> Response:
         found = self.static.get(request.path[len("/static/"):])
-        if found is None or request.method != "GET":
+        if found is None or request.method not in ("GET", "HEAD"):
             raise not_found(f"no file {request.path}")
         return Response(200, found[0], found[1], [("Cache-Control", "public, max-age=3600")])
 

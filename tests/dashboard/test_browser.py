@@ -4,6 +4,7 @@ real `bin/geoq dashboard`, on a real redis-server. Each page's screenshot goes t
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 from pathlib import Path
 from typing import Iterator
@@ -32,12 +33,14 @@ SCRIPT = "<script>alert('x')</script>"
 @pytest.fixture(scope="module")
 def browser() -> Iterator[WebDriver]:
     options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
+    browser_path, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    assert browser_path and driver_path, "chromium and chromedriver must be on PATH (bin/test installs them)"
+    options.binary_location = browser_path
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1440,1000",
                 "--disable-gpu", "--hide-scrollbars"):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+    driver = webdriver.Chrome(options=options, service=Service(driver_path))
     driver.set_page_load_timeout(20)
     try:
         yield driver

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
@@ -167,3 +168,9 @@ def test_redis_unreachable_is_a_503_page_saying_so(serve: Serve) -> None:
     answer = http.get("/queues")
     assert answer.status == 503 and answer.message.startswith("Redis is not answering: ")
     assert http.get("/static/dashboard.css").status == 200   # the files need no Redis
+
+
+def test_a_head_request_answers_as_a_get_would(serve: Serve) -> None:
+    http = serve()
+    answer = http._open(urllib.request.Request(http.base + "/queues", method="HEAD"))
+    assert answer.status == 200 and answer.text == ""
