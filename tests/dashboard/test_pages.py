@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import html
+import json
+import re
 from typing import Callable
 
 import redis
@@ -132,3 +135,25 @@ def test_the_workers_page_lists_registered_workers(serve: Serve, redis_client: r
                                            '"concurrency": 200, "in_flight": 50, "beat_at": 1}')
     text = serve().get("/workers").text
     assert "<code>w-1</code>" in text and "box (pid 7)" in text and "(25%)" in text and "0 alive, 1 silent" in text
+
+
+def test_the_overview_charts_each_window_at_its_resolution(serve: Serve) -> None:
+    http = serve(worker={"queues": ["mail", "other"]})
+    for window, points in (("1h", 60), ("24h", 144), ("7d", 168)):
+        charts = [json.loads(html.unescape(raw)) for raw in re.findall(r'data-chart="([^"]+)"', http.get(
+            f"/?window={window}").text)]
+        assert len(charts) == 3   # throughput, then the wait of each queue
+        assert all(points // 2 < len(c["x"]) <= points for c in charts), window   # history.downsample's points
+        assert [s["label"] for s in charts[0]["series"]] == ["processed", "failed", "dead"]
+        assert [s["label"] for s in charts[1]["series"]] == ["p50", "p95", "p99"]
+
+
+def test_a_queued_job_is_cancelled_from_its_page(serve: Serve, redis_url: str) -> None:
+    http = serve()
+    with geoq.Client(redis_url) as client:
+        job = client.enqueue("t.job", {"n": 1}, queue="mail")
+        page = http.get(f"/job?id={job.id}")
+        assert 'badge info">queued' in page.text
+        answer = http.submit(page.form("/job/cancel", id=job.id))
+        assert answer.status == 303 and client.status(job.id).state == "cancelled"
+    assert "cancelled" in http.get(answer.headers["Location"]).text
