@@ -5,13 +5,13 @@ the worker's way (through a processing list and dead.lua)."""
 from __future__ import annotations
 
 import base64
+import html
 import http.cookiejar
 import re
 import signal
 import subprocess
 import sys
 import threading
-
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -114,7 +114,6 @@ class Answer:
 
 
 def _unescape(text: str) -> str:
-    import html
     return html.unescape(text)
 
 
