@@ -4,7 +4,8 @@ Redis work of each page and batches group-wide moves; this page only renders and
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import parse_qsl, urlsplit
 
 from geoq.admin import groups, render
@@ -23,7 +24,8 @@ def show(s: Session, view: View) -> Response:
     names = queue_names(s)
     queue = queue_arg(view, required=False)
     job_type, text, cursor = view.request.arg("type") or None, view.request.arg("text") or None, _cursor(view)
-    found = groups.list_groups(s, [queue] if queue else names, job_type, text, cursor, PAGE_SIZE)
+    with _cursor_checked():
+        found = groups.list_groups(s, [queue] if queue else names, job_type, text, cursor, PAGE_SIZE)
     filters = dict(queue=queue, type=job_type, text=text)
     title = f"{found.total:,} group{'' if found.total == 1 else 's'}" + (" (about)" if text else "")
     body = [card("Filter", _filters(view, names, queue, job_type or "", text or "")),
@@ -39,6 +41,15 @@ def _cursor(view: View) -> str | None:
     if len(cursor) > 200:
         raise bad_request("cursor: too long; start again from the first page")
     return cursor or None
+
+
+@contextmanager
+def _cursor_checked() -> Iterator[None]:
+    """A cursor the groups layer cannot read (edited, or from an older version) is a 400, not a 500."""
+    try:
+        yield
+    except ValueError as e:
+        raise bad_request(f"cursor: not one this page gave ({e}); start again from the first page") from None
 
 
 def _filters(view: View, names: Sequence[str], queue: str, job_type: str, text: str) -> Markup:
@@ -80,7 +91,8 @@ def _queue_actions(view: View, queue: str) -> Markup:
 
 def show_group(s: Session, view: View) -> Response:
     queue, fingerprint, cursor = queue_arg(view), _fingerprint(view), _cursor(view)
-    found, next_cursor = groups.group_jobs(s, queue, fingerprint, cursor, PAGE_SIZE)
+    with _cursor_checked():
+        found, next_cursor = groups.group_jobs(s, queue, fingerprint, cursor, PAGE_SIZE)
     here = view.url("/dead/group", queue=queue, fp=fingerprint)
     fields = {"scope": "group", "queue": queue, "fp": fingerprint, "back": view.url("/dead", queue=queue)}
     extra = view.actions(view.action("/dead/retry", "Retry the group", fields),
