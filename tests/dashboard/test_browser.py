@@ -3,6 +3,7 @@ real `bin/geoq dashboard`, on a real redis-server. Each page's screenshot goes t
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import signal
@@ -62,9 +63,13 @@ def fleet(tmp_path: Path, redis_url: str, ledger: Ledger) -> Iterator[tuple[Dash
 def _open(browser: WebDriver, url: str, shot: str | None = None) -> str:
     browser.get(url)
     wait_until(lambda: browser.execute_script("return document.readyState") == "complete", message=url)
-    if shot:
+    if shot:   # the whole page, not only the window
         ARTIFACTS.mkdir(exist_ok=True)
-        browser.save_screenshot(str(ARTIFACTS / f"dashboard-{shot}.png"))
+        size = browser.execute_script("return [document.documentElement.scrollWidth, "
+                                      "document.documentElement.scrollHeight]")
+        shot_png = browser.execute_cdp_cmd("Page.captureScreenshot", {
+            "captureBeyondViewport": True, "clip": {"x": 0, "y": 0, "width": size[0], "height": size[1], "scale": 1}})
+        (ARTIFACTS / f"dashboard-{shot}.png").write_bytes(base64.b64decode(shot_png["data"]))
     return str(browser.page_source)
 
 

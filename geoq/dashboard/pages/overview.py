@@ -1,7 +1,7 @@
 """Overview: the fleet at a glance (depths, workers) and charts over the history workers write:
 jobs processed, failed and dead, and wait-time quantiles per queue, over 1h, 24h or 7d.
 
-The history is read for at most MAX_QUEUES queues and drawn with at most the window's number
+Depths and history are read for the first MAX_QUEUES queues only and drawn with at most the window's number
 of points (history.downsample), so a page costs the same whatever the traffic was.
 """
 
@@ -13,14 +13,15 @@ from typing import Any, Sequence
 from geoq.admin import history
 from geoq.admin.history import Minute, QueueHistory, TypeTotals
 from geoq.admin.session import Session
-from geoq.dashboard.html import Markup, card, el, table
+from geoq.dashboard.html import Markup, badge, card, el, table
 from geoq.dashboard.http import Response, bad_request
-from geoq.dashboard.layout import View, page
-from geoq.dashboard.pages.common import html, queue_names
-from geoq.dashboard.pages.queues import queue_rows
+from geoq.dashboard.layout import View, link, page
+from geoq.dashboard.pages.common import ago, html, queue_names
+from geoq.dashboard.pages.queues import QueueRow, queue_rows
 
 WINDOWS = {"1h": (3600, 60), "24h": (86400, 144), "7d": (7 * 86400, 168)}   # seconds, points drawn
 MAX_QUEUES = 20
+BUSIEST = 8
 
 
 def show(s: Session, view: View) -> Response:
@@ -32,14 +33,16 @@ def show(s: Session, view: View) -> Response:
     rows = queue_rows(s, names[:MAX_QUEUES])
     histories = history.read_history(s, names[:MAX_QUEUES], since)
     workers = [w for w in s.broker.workers() if w.alive]
-    body = [_totals(view, rows, workers), _windows(view, window),
+    body = [_totals(view, rows, workers),
+            card("Busiest queues", _busiest(view, rows), extra=link(view, "all queues →", "/queues")),
+            _windows(view, window),
             card("Jobs per " + _bucket_name(since, points), _chart(_throughput(history.fleet_minutes(histories),
                                                                                points))),
             _wait_cards(histories, points), card("Job types over the window", _types(histories))]
     return html(page(view, "Overview", *body, scripts=("uPlot.iife.min.js",)))
 
 
-def _totals(view: View, rows: Sequence[Any], workers: Sequence[Any]) -> Markup:
+def _totals(view: View, rows: Sequence[QueueRow], workers: Sequence[Any]) -> Markup:
     def tile(label: str, value: int, path: str, kind: str = "") -> Markup:
         return el("a", el("span", f"{value:,}", class_="value"), el("span", label, class_="label"),
                   href=view.url(path), class_=f"tile {kind}".strip())
@@ -51,6 +54,16 @@ def _totals(view: View, rows: Sequence[Any], workers: Sequence[Any]) -> Markup:
               tile("dead", sums["dead"], "/dead", "bad" if sums["dead"] else ""),
               tile("workers alive", len(workers), "/workers"),
               tile("queues paused", paused, "/queues", "warn" if paused else ""), class_="tiles")
+
+
+def _busiest(view: View, rows: Sequence[QueueRow]) -> Markup:
+    """The queues with the most jobs waiting, at most BUSIEST of them."""
+    ranked = sorted(rows, key=lambda r: -(r.depth.ready + r.depth.scheduled + r.depth.processing))[:BUSIEST]
+    return table(("Queue", "State", "Ready", "Scheduled", "Processing", "Dead", "Oldest waiting"),
+                 [[el("strong", r.depth.queue), badge("paused", "warn") if r.depth.paused else badge("active", "ok"),
+                   f"{r.depth.ready:,}", f"{r.depth.scheduled:,}", f"{r.depth.processing:,}",
+                   link(view, el("span", f"{r.depth.dead:,}", class_="bad"), "/dead", queue=r.depth.queue)
+                   if r.depth.dead else "0", ago(r.oldest)] for r in ranked], empty="no queue yet", class_="numbers")
 
 
 def _windows(view: View, current: str) -> Markup:
