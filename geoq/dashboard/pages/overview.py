@@ -1,8 +1,9 @@
 """Overview: the fleet at a glance (depths, workers) and charts over the history workers write:
 jobs processed, failed and dead, and wait-time quantiles per queue, over 1h, 24h or 7d.
 
-Depths and history are read for the first MAX_QUEUES queues only and drawn with at most the window's number
-of points (history.downsample), so a page costs the same whatever the traffic was.
+Depths and history are read for the first MAX_QUEUES queues only (the totals count those), and
+drawn with at most the window's number of points (history.downsample), so a page costs the same
+whatever the traffic was.
 """
 
 from __future__ import annotations
