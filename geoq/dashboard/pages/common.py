@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from geoq import job as jobs
@@ -64,7 +65,7 @@ def when(at: float | None) -> Markup:
     """A time as a person reads it, the exact unix time in its tooltip."""
     if at is None:
         return Markup("-")
-    return el("time", render.when(at), title=f"{at:.3f}")
+    return el("time", time.strftime("%b %d %H:%M:%S", time.localtime(at)), title=f"{render.when(at)} ({at:.3f})")
 
 
 def preview(value: Any) -> str:
