@@ -52,8 +52,11 @@ def test_the_command_prints_its_url_serves_and_exits_0_on_ctrl_c(config_file: Ca
     assert status == 0 and "Traceback" not in err
 
 
-def test_sigterm_stops_it_with_0_too(config_file: Callable[..., Path]) -> None:
+def test_read_only_from_the_command_line_and_sigterm_stops_it_with_0(config_file: Callable[..., Path]) -> None:
     with DashboardProcess(config_file(), "--read-only") as dash:
+        with urllib.request.urlopen(dash.url + "/queues", timeout=10) as reply:
+            page = reply.read().decode()
+        assert "<strong>mail</strong>" in page and 'method="post"' not in page
         assert dash.stop(signal.SIGTERM)[0] == 0
 
 
