@@ -154,6 +154,8 @@ def main() -> int:
             ok = run(args, config, http, smtp, worker, metrics_url, Path(tmp) / "worker.log")
             if args.keep:
                 keep(dashboard_port)
+            else:
+                print("  (bin/demo --keep keeps the worker and the dashboard running, to look around)")
             return 0 if stop(children) and ok else 1
         finally:
             for _, child, _ in children:
