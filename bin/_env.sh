@@ -1,5 +1,5 @@
 # Shared set-up of bin/test and bin/demo (sourced, not run): each step is skipped when already done.
-#   1. redis-server, prometheus/promtool and openssl on PATH (apt-get install as root; the
+#   1. redis-server, prometheus/promtool, openssl, chromium and chromedriver on PATH (apt-get install as root; the
 #      tests and the demo start their own private servers on free ports and never touch a
 #      system redis on 6379);
 #   2. a virtualenv in .venv;
@@ -49,6 +49,15 @@ ensure_redis_server() {
     command -v redis-server >/dev/null 2>&1 || { say "redis-server still missing"; exit 1; }
 }
 
+ensure_browser() {
+    # Debian's chromium and its chromedriver, for the dashboard's browser tests (tests/dashboard).
+    if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
+        return
+    fi
+    say "installing chromium and chromium-driver"
+    apt_install chromium chromium-driver
+}
+
 ensure_tools() {
     # promtool and prometheus for the metrics tests, openssl for the TLS certificates tests make.
     local missing=()
@@ -93,6 +102,7 @@ ensure_installed() {
 geoq_setup() {
     ensure_redis_server
     ensure_tools
+    ensure_browser
     ensure_venv
     ensure_installed
 }

@@ -3,8 +3,10 @@
 Starts a private redis-server (or uses GEOQ_REDIS_URL), a local SMTP server and
 a local HTTP server answering after 50 ms, runs bin/geoq-worker against them,
 enqueues mail, HTTP and sleep jobs (a few of which always fail), shows
-progress from the worker's own /metrics endpoint, and prints a summary.
-Exit status 0 when every job is accounted for.
+progress from the worker's own /metrics endpoint, and prints a summary. The dashboard
+(`bin/geoq dashboard`) runs beside them; its URL is printed first. With --keep, the worker,
+the dashboard and the servers keep running after the summary until Ctrl-C.
+Exit status 0 when every job is accounted for (and, with --keep, everything stopped cleanly).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from contextlib import ExitStack
@@ -39,12 +42,15 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="bin/demo", description=__doc__.splitlines()[0])
     p.add_argument("--jobs", type=int, default=3000, help="how many jobs to enqueue (default 3000)")
     p.add_argument("--concurrency", type=int, default=1000, help="worker greenlets (default 1000)")
+    p.add_argument("--keep", action="store_true",
+                   help="keep the worker and the dashboard running after the summary, until Ctrl-C")
     p.add_argument("--redis-url", default=os.environ.get("GEOQ_REDIS_URL"),
                    help="use this Redis instead of a private one (also GEOQ_REDIS_URL)")
     return p.parse_args()
 
 
-def config_for(redis_url: str, smtp: SmtpServer, metrics_port: int, concurrency: int) -> dict[str, Any]:
+def config_for(redis_url: str, smtp: SmtpServer, metrics_port: int, concurrency: int,
+               dashboard_port: int) -> dict[str, Any]:
     fast = {"base": "100ms", "max": "200ms"}
     return {
         "redis": {"url": redis_url},
@@ -52,6 +58,7 @@ def config_for(redis_url: str, smtp: SmtpServer, metrics_port: int, concurrency:
                    "shutdown_grace": "5s"},
         "metrics": {"listen": f"127.0.0.1:{metrics_port}"},
         "logging": {"level": "warning"},
+        "dashboard": {"listen": f"127.0.0.1:{dashboard_port}"},
         "routes": {
             "email.send": {"handler": "geoq.handlers.smtp:send", "queue": "demo-mail", "timeout": "30s",
                            "options": {**smtp.options(), "from": "demo@geoq.test", "max_connections": 20}},
@@ -127,26 +134,63 @@ def main() -> int:
         smtp = stack.enter_context(SmtpServer())
         http = stack.enter_context(HttpServer(delay=0.05))
         print(f"  local SMTP server on 127.0.0.1:{smtp.port}, HTTP server on 127.0.0.1:{http.port} (50 ms per request)")
-        metrics_port = free_port()
+        metrics_port, dashboard_port = free_port(), free_port()
         config = Path(tmp) / "demo.yaml"
-        config.write_text(yaml.safe_dump(config_for(redis_url, smtp, metrics_port, args.concurrency), sort_keys=False))
-        log = open(Path(tmp) / "worker.log", "wb")
+        config.write_text(yaml.safe_dump(config_for(redis_url, smtp, metrics_port, args.concurrency, dashboard_port),
+                                         sort_keys=False))
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        log = stack.enter_context(open(Path(tmp) / "worker.log", "wb"))
+        dash_log = stack.enter_context(open(Path(tmp) / "dashboard.log", "wb"))
+        dashboard = subprocess.Popen([sys.executable, str(ROOT / "bin" / "geoq"), "-c", str(config), "dashboard"],
+                                     stdout=dash_log, stderr=subprocess.STDOUT, env=env)
         worker = subprocess.Popen([sys.executable, str(ROOT / "bin" / "geoq-worker"), str(config)],
-                                  stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                                  stdout=log, stderr=subprocess.STDOUT, env=env)
+        children = [("worker", worker, signal.SIGTERM), ("dashboard", dashboard, signal.SIGINT)]
         metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        print(f"  dashboard: http://127.0.0.1:{dashboard_port}/   (pid {dashboard.pid}: bin/geoq dashboard)")
         print(f"  worker pid {worker.pid}: bin/geoq-worker {config.name} (concurrency {args.concurrency})")
-        print(f"  metrics: {metrics_url}   health: http://127.0.0.1:{metrics_port}/healthz")
+        print(f"  metrics: {metrics_url}   health: http://127.0.0.1:{metrics_port}/healthz", flush=True)
         try:
-            return run(args, config, http, smtp, worker, metrics_url, Path(tmp) / "worker.log")
+            ok = run(args, config, http, smtp, worker, metrics_url, Path(tmp) / "worker.log")
+            if args.keep:
+                keep(dashboard_port)
+            else:
+                print("  (bin/demo --keep keeps the worker and the dashboard running, to look around)")
+            return 0 if stop(children) and ok else 1
         finally:
-            if worker.poll() is None:
-                worker.send_signal(signal.SIGTERM)
-                worker.wait(30)
-            log.close()
+            for _, child, _ in children:
+                if child.poll() is None:
+                    child.kill()
+                    child.wait(10)
+
+
+def keep(dashboard_port: int) -> None:
+    """Wait for Ctrl-C (SIGINT) or SIGTERM with the fleet and the dashboard running."""
+    print(f"demo: kept running; see http://127.0.0.1:{dashboard_port}/ (Ctrl-C stops everything)", flush=True)
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    stopping.wait()
+    print("demo: stopping", flush=True)
+
+
+def stop(children: list[tuple[str, subprocess.Popen[bytes], int]]) -> bool:
+    """Stop each child gracefully; True when each exited 0."""
+    clean = True
+    for name, child, signum in children:
+        if child.poll() is None:
+            child.send_signal(signum)
+        status = child.wait(30)
+        if status != 0:
+            print(f"demo: the {name} exited {status}", file=sys.stderr)
+            clean = False
+    return clean
 
 
 def run(args: argparse.Namespace, config: Path, http: HttpServer, smtp: SmtpServer,
-        worker: subprocess.Popen[bytes], metrics_url: str, log: Path) -> int:
+        worker: subprocess.Popen[bytes], metrics_url: str, log: Path) -> bool:
+    """Enqueue, follow and summarise; True when every job is accounted for. The worker is
+    stopped here (its exit status counts) unless --keep keeps it running."""
     client = geoq.Client.from_config(str(config))  # the routes tell the client each job type's queue
     redis_url = client.config.redis.url
     items = jobs_for(args.jobs, http)
@@ -157,8 +201,10 @@ def run(args: argparse.Namespace, config: Path, http: HttpServer, smtp: SmtpServ
           + f" in {time.monotonic() - started:.2f} s")
     counts = progress(metrics_url, len(items), started, deadline=time.monotonic() + 120)
     elapsed = time.monotonic() - started
-    worker.send_signal(signal.SIGTERM)
-    status = worker.wait(30)
+    status = 0
+    if not args.keep:
+        worker.send_signal(signal.SIGTERM)
+        status = worker.wait(30)
     succeeded, dead = int(counts["succeeded"]), int(counts["dead"])
     expected_dead = kinds.get("demo.fail", 0)
     ok = succeeded == len(items) - expected_dead and dead == expected_dead and status == 0
@@ -167,12 +213,12 @@ def run(args: argparse.Namespace, config: Path, http: HttpServer, smtp: SmtpServ
     if args.redis_url:  # a private Redis is gone when the demo ends; yours keeps the dead jobs
         print(f"  the dead jobs are kept for inspection: bin/geoq --redis-url {redis_url} dead list")
     print(f"demo: {succeeded} jobs succeeded, {dead} dead (the always-failing ones, after 2 retries), "
-          f"in {elapsed:.1f} s ({succeeded / elapsed:.0f} jobs/s); worker exited {status}")
+          f"in {elapsed:.1f} s ({succeeded / elapsed:.0f} jobs/s)" + ("" if args.keep else f"; worker exited {status}"))
     if not ok:
         print(f"demo: FAILED: expected {len(items) - expected_dead} succeeded and {expected_dead} dead; "
               f"worker log: {log.read_text()[-2000:]}", file=sys.stderr)
     client.close()
-    return 0 if ok else 1
+    return ok
 
 
 if __name__ == "__main__":

@@ -108,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("resume", control.resume, "workers take jobs from QUEUE again")
     p.add_argument("queue", metavar="QUEUE")
 
+    p = command("dashboard", _dashboard, "serve the web dashboard (default 127.0.0.1:9181) until Ctrl-C")
+    p.add_argument("--listen", metavar="HOST:PORT", help="address to serve on (default: dashboard.listen)")
+    p.add_argument("--read-only", action="store_true", help="show no actions and refuse every POST")
+
     p = command("schedules", schedules.schedules, "the config's schedules: when each runs next and ran last")
     sub_schedules = p.add_subparsers(dest="schedules_command", metavar="COMMAND", parser_class=_Parser)
     run = _Commands(sub_schedules)("run", schedules.run, "enqueue one job of a schedule now")
@@ -136,6 +140,12 @@ def _dead_commands(add: "_Commands") -> None:
     p.add_argument("--all", action="store_true", help="every dead job (of --queue)")
     p.add_argument("--older-than", type=_duration, metavar="AGE", help="those that died more than AGE ago, e.g. 7d")
     p.add_argument("--queue")
+
+
+def _dashboard(s: Session, args: argparse.Namespace) -> int:
+    from geoq.dashboard.server import run  # imported for this command only: it brings gevent
+
+    return run(s, args)
 
 
 class _Commands:

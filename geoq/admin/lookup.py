@@ -45,10 +45,10 @@ def locate(s: Session, job_id: str) -> Found | None:
     """The job's live state or done record (Client.status), completed by its envelope or dead record."""
     named = jobs.queue_of_id(job_id)
     likely = list(dict.fromkeys(([named] if named else []) + s.known_queues()))
-    hit, scan = _status_in(s, job_id, likely), None
+    hit, scan = status_in(s, job_id, likely), None
     if hit is None:  # an id a producer chose, in a queue no config names: look everywhere
         scan = s.broker.scan_queues()
-        hit = _status_in(s, job_id, [q for q in s.queues(scan) if q not in likely])
+        hit = status_in(s, job_id, [q for q in s.queues(scan) if q not in likely])
     if hit is None or hit[1].state == "dead":
         dead = find(s, [hit[0]] if hit else s.queues(scan), [job_id])
         if dead:
@@ -68,7 +68,8 @@ def locate(s: Session, job_id: str) -> Found | None:
     return _with_envelope(queue, status, envelope)
 
 
-def _status_in(s: Session, job_id: str, queues: list[str]) -> tuple[str, JobStatus] | None:
+def status_in(s: Session, job_id: str, queues: list[str]) -> tuple[str, JobStatus] | None:
+    """The first of `queues` that knows the job (live or finished), with its status."""
     for queue in queues:
         status = s.client.status(job_id, queue=queue)
         if status is not None:

@@ -114,6 +114,52 @@ class AdminBroker:
             if r < batch and s < batch:
                 return ready, scheduled
 
+    def registered_queues(self) -> set[str]:
+        """The queues workers have registered for (keys.QUEUES): one command, however big the keyspace."""
+        with redis_errors("queues"):
+            return {replies.text(q) for q in cast("set[bytes]", self.client.smembers(keys.QUEUES))}
+
+    def heads(self, queues: Sequence[str]) -> list[bytes | None]:
+        """The envelope at the head of each queue's ready list (the next to run), None for an empty
+        list: one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for queue in queues:
+            pipe.lindex(keys.queue_keys(queue).ready, 0)
+        with redis_errors("heads"):
+            return [None if raw is None else _bytes(raw) for raw in pipe.execute()]
+
+    # -- scheduled jobs ------------------------------------------------------------------------
+
+    def scheduled_page(self, queue: str, start: int, count: int) -> list[tuple[bytes, float]]:
+        """Envelopes of the scheduled set, soonest due first, from rank `start`, with their due times."""
+        with redis_errors("scheduled"):
+            page = self.client.zrange(keys.queue_keys(queue).scheduled, start, start + count - 1, withscores=True)
+        return [(_bytes(member), float(score)) for member, score in cast("list[Any]", page)]
+
+    def scheduled_at(self, queue: str, due: float, most: int = 100) -> list[bytes]:
+        """Envelopes of the scheduled set due at exactly `due` (a score as scheduled_page gave it):
+        how an operator's action finds one job without scanning the set."""
+        with redis_errors("scheduled"):
+            found = self.client.zrangebyscore(keys.queue_keys(queue).scheduled, repr(due), repr(due), 0, most)
+        return [_bytes(member) for member in cast("list[Any]", found)]
+
+    def run_now(self, queue: str, envelope: bytes) -> bool:
+        """Move one scheduled job (its exact envelope) to the head of its ready list (run_now.lua);
+        False when it was no longer scheduled."""
+        k = keys.queue_keys(queue)
+        with redis_errors("run now"):
+            (moved,) = run(self.client, self.scripts, [Call("run_now", (k.scheduled, k.ready, k.state), [envelope])])
+        return bool(moved)
+
+    def shared_secret(self, fresh: bytes) -> bytes:
+        """The dashboard's signing key: `fresh` if none was stored yet, else the stored one (SET NX, GET)."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.set(keys.DASHBOARD_SECRET, fresh, nx=True)
+        pipe.get(keys.DASHBOARD_SECRET)
+        with redis_errors("secret"):
+            _, secret = pipe.execute()
+        return _bytes(secret)
+
     # -- workers -------------------------------------------------------------------------------
 
     def workers(self) -> list[WorkerEntry]:

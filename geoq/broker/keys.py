@@ -103,6 +103,11 @@ QUEUES = f"{PREFIX}:queues"
 of queues it does not serve itself (a queue stays named here after its last worker is gone)."""
 
 
+DASHBOARD_SECRET = f"{PREFIX}:dashboard:secret"
+"""String: the random key the dashboard signs its forms' tokens with, shared by every dashboard
+process on this Redis (so a form served by one is accepted by another)."""
+
+
 def heartbeat(worker_id: str) -> str:
     """String with TTL dead_after: present while the worker proves it is alive."""
     return f"{PREFIX}:heartbeat:{worker_id}"

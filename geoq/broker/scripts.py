@@ -18,7 +18,7 @@ from redis.exceptions import NoScriptError
 
 NAMES = ("enqueue", "fetch", "mark", "ack", "retry", "dead", "promote", "handback", "reap", "dead_retry", "purge",
          "trim", "tick", "limit_take", "limit_release", "limit_renew", "limit_pause", "cancel", "cancelled",
-         "release", "history")
+         "release", "history", "run_now")
 
 
 class Scripts:

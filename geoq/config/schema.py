@@ -215,6 +215,20 @@ def listen(value: Any) -> str:
     return str(value).strip()
 
 
+def dashboard_listen(value: Any) -> str:
+    """host:port for the dashboard; it cannot be off (a dashboard that serves nothing is a mistake)."""
+    expected = "an address host:port such as 127.0.0.1:9181"
+    if value is False:   # YAML reads a bare off as false
+        raise Invalid(expected, got="off")
+    try:
+        host, _ = split_listen(text(value))
+    except Invalid:
+        raise Invalid(expected) from None
+    if not host:
+        raise Invalid(expected)
+    return str(value).strip()
+
+
 def split_listen(value: str) -> tuple[str, int]:
     """(host, port) of a listen address; ("", 0) when disabled. Port 0 picks a free port."""
     value = value.strip()
@@ -519,6 +533,20 @@ class HistoryConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DashboardConfig:
+    """The web dashboard (`geoq dashboard`, geoq.dashboard.wsgi_app)."""
+
+    listen: str = key("127.0.0.1:9181", dashboard_listen, "host:port `geoq dashboard` serves on (loopback by default)")
+    username: str | None = key(None, optional_text, "HTTP basic auth user; auth is on when username and password are set")
+    password: str | None = key(None, optional_text, "HTTP basic auth password; empty = no auth", repr=False)
+    read_only: bool = key(False, boolean, "true: show no actions and refuse every POST")
+
+    @property
+    def auth(self) -> bool:
+        return bool(self.username and self.password)
+
+
+@dataclass(frozen=True, slots=True)
 class MiddlewareConfig:
     """One entry of the `middleware:` list: what to import and the options a class is built with."""
 
@@ -663,6 +691,7 @@ class Config:
     # After routes: the loader checks each schedule's type against the routes read before it.
     schedules: Mapping[str, ScheduleConfig] = field(
         default_factory=_no_schedules, metadata={"schedules": ScheduleConfig, "doc": "name -> recurring job"})
+    dashboard: DashboardConfig = section(DashboardConfig, "the web dashboard")
 
 
 # --- checks across keys ------------------------------------------------------------
@@ -713,10 +742,18 @@ def _finish_limits(values: dict[str, Any]) -> None:
                       got=f"{values['max_pause']:g}s")
 
 
+def _finish_dashboard(values: dict[str, Any]) -> None:
+    if values["username"] and ":" in values["username"]:
+        raise Invalid("a user name without ':' (HTTP basic auth splits on it)", key="username", got="a name with ':'")
+    if bool(values["username"]) != bool(values["password"]):
+        missing = "password" if values["username"] else "username"
+        raise Invalid(f"a {missing} too: basic auth needs both (or neither)", key=missing, got="empty")
+
+
 FINISH: Mapping[type, Callable[[dict[str, Any]], None]] = MappingProxyType({
     RedisConfig: _finish_redis, TLSConfig: _finish_tls, BackoffConfig: _finish_backoff,
     WorkerConfig: _finish_worker, MetricsConfig: _finish_metrics, ScheduleConfig: _finish_schedule,
-    PerKeyConfig: _finish_per_key, LimitsConfig: _finish_limits,
+    PerKeyConfig: _finish_per_key, LimitsConfig: _finish_limits, DashboardConfig: _finish_dashboard,
 })
 
 

@@ -440,7 +440,7 @@ def test_a_tab_indent_is_a_yaml_syntax_error_on_its_line(tmp_config: MakeConfig)
 def test_an_unknown_top_level_key_is_an_error(tmp_config: MakeConfig) -> None:
     path = tmp_config("redis: {}\nwrker:\n  concurrency: 5\n")
     assert error_of(path) == (f"{path}: wrker (line 2): expected one of redis, worker, dead, logging, metrics, "
-                              f"results, history, middleware, routes, schedules, got an unknown key (did you mean worker?)")
+                              f"results, history, middleware, routes, schedules, dashboard, got an unknown key (did you mean worker?)")
 
 
 def test_an_unknown_key_inside_a_route_is_an_error(tmp_config: MakeConfig) -> None:

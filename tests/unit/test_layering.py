@@ -34,6 +34,8 @@ PURE_CORE = (
     "geoq.unique",
     "geoq.control",
     "geoq.history",
+    "geoq.dashboard.html",
+    "geoq.dashboard.security",
 )
 
 IO_LAYERS = ("gevent", "redis", "geoq.broker", "geoq.worker", "geoq.metrics", "prometheus_client")

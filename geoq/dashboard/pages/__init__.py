@@ -1,0 +1,1 @@
+"""One module per page: a GET that renders it and the POSTs that act from it."""
