@@ -134,7 +134,9 @@ def find(s: Session, queues: Sequence[str], ids: Sequence[str]) -> list[DeadReco
 
 
 @dataclass
-class _Tally:
+class Tally:
+    """What a retry did: the ids re-queued, the records left dead (and why), the records gone meanwhile."""
+
     retried: list[str] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
     gone: int = 0
@@ -148,19 +150,19 @@ def dead_retry(s: Session, args: argparse.Namespace) -> int:
     if bool(args.ids) == bool(args.all):
         raise UsageError("dead retry: give job ids, or --all (not both)")
     queues = queues_for(s, args.queue)
-    tally = _Tally()
+    tally = Tally()
     if args.all:
         # Only what was dead when the command began: a job that dies again meanwhile stays dead.
         until = s.broker.server_time()
         for queue in queues:
             chosen = (r for r in map(read, s.broker.dead_scan(queue))
                       if r.died_at <= until and _type_ok(r, args.type))
-            _retry(s, queue, chosen, tally)
+            retry_records(s, queue, chosen, tally)
         missing: list[str] = []
     else:
         newest = _newest_per_id(find(s, queues, args.ids), args.type)
         for queue in queues:
-            _retry(s, queue, (r for r in newest if r.queue == queue), tally)
+            retry_records(s, queue, (r for r in newest if r.queue == queue), tally)
         missing = [i for i in dict.fromkeys(args.ids) if i not in {r.id for r in newest}]
     _report_retry(args, tally, missing)
     return _named_outcome(args, tally, missing, "retried")
@@ -178,7 +180,7 @@ def _newest_per_id(found: Iterable[DeadRecord], job_type: str | None) -> list[De
     return list(out.values())
 
 
-def _retry(s: Session, queue: str, chosen: Iterable[DeadRecord], tally: _Tally) -> None:
+def retry_records(s: Session, queue: str, chosen: Iterable[DeadRecord], tally: Tally) -> None:
     state = records.encode_state("queued", 0)
     for chunk in _chunks(chosen, _CHUNK):
         revivals: list[tuple[DeadRecord, Revival]] = []
@@ -199,7 +201,7 @@ def _retry(s: Session, queue: str, chosen: Iterable[DeadRecord], tally: _Tally) 
                            else "its envelope carries no readable id")
 
 
-def _report_retry(args: argparse.Namespace, tally: _Tally, missing: list[str]) -> None:
+def _report_retry(args: argparse.Namespace, tally: Tally, missing: list[str]) -> None:
     if args.json:
         print(render.to_json({"retried": len(tally.retried), "ids": tally.retried, "skipped": tally.skipped,
                               "missing": missing, "gone": tally.gone}))
@@ -209,7 +211,7 @@ def _report_retry(args: argparse.Namespace, tally: _Tally, missing: list[str]) -
         print(f"left dead: {item['id'] or '?'} ({item['queue']}): {item['why']}")
 
 
-def _named_outcome(args: argparse.Namespace, tally: _Tally, missing: list[str], done: str) -> int:
+def _named_outcome(args: argparse.Namespace, tally: Tally, missing: list[str], done: str) -> int:
     """Exit 1 when a job named on the command line was not acted on; one line says which."""
     problems = [f"{i} (not in the dead list)" for i in missing]
     if not args.all:

@@ -33,6 +33,7 @@ PURE_CORE = (
     "geoq.limits",
     "geoq.unique",
     "geoq.control",
+    "geoq.fingerprint",
 )
 
 IO_LAYERS = ("gevent", "redis", "geoq.broker", "geoq.worker", "geoq.metrics", "prometheus_client")
