@@ -13,6 +13,7 @@ from geoq.admin.errors import NotFound, UsageError
 from geoq.admin.revive import read, revival
 from geoq.admin.session import Session
 from geoq.broker.admin import GONE, LIVE, REVIVED, DeadEntry, Revival
+from geoq.broker.groups import GroupBroker
 from geoq.exits import EXIT_OK
 from geoq.job import JobStatus
 from geoq.records import DeadRecord
@@ -117,8 +118,12 @@ def _envelope_lines(title: str, size: int, text: str) -> list[str]:
 
 
 def find(s: Session, queues: Sequence[str], ids: Sequence[str]) -> list[DeadRecord]:
-    """The dead records of these job ids in these queues, newest first."""
-    wanted = set(ids)
+    """The dead records of these job ids in these queues, newest first: through the id index,
+    else (an id no index names: buried by an older geoq, not yet rebuilt) by a scan of each set."""
+    indexed = find_indexed(s, queues, ids)
+    wanted = set(ids).difference(r.id for r in indexed)
+    if not wanted:
+        return indexed
     entries: list[DeadEntry] = []
     for queue in queues:
         if len(wanted) <= _FIND_ONE_BY_ONE:
@@ -127,7 +132,19 @@ def find(s: Session, queues: Sequence[str], ids: Sequence[str]) -> list[DeadReco
         else:
             entries += s.broker.dead_scan(queue)
     unique = {r.member: r for r in map(read, entries) if r.id in wanted}  # ZSCAN may repeat one
-    return sorted(unique.values(), key=lambda r: r.died_at, reverse=True)
+    return sorted([*indexed, *unique.values()], key=lambda r: r.died_at, reverse=True)
+
+
+def find_indexed(s: Session, queues: Sequence[str], ids: Sequence[str]) -> list[DeadRecord]:
+    """The indexed dead records of these ids in these queues, newest first: a round trip per id."""
+    gb, out = GroupBroker(s.broker.client, s.broker.scripts), []
+    for job_id in dict.fromkeys(ids):
+        by_queue: dict[str, list[str]] = {}
+        for queue, entry in gb.entries_of_id(queues, job_id):
+            by_queue.setdefault(queue, []).append(entry)
+        for queue, entries in by_queue.items():
+            out += [read(e) for e in gb.records(queue, entries) if e is not None]
+    return sorted(out, key=lambda r: r.died_at, reverse=True)
 
 
 # -- retry -------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from geoq import fingerprint as fingerprints
 from geoq import job as jobs
-from geoq.admin.dead import Tally, retry_records
+from geoq.admin.dead import Tally, find_indexed, retry_records
 from geoq.admin.errors import UsageError
 from geoq.admin.revive import read
 from geoq.admin.session import Session
@@ -184,18 +184,6 @@ def find_dead(s: Session, job_id: str) -> DeadRecord | None:
     None when no indexed dead set holds it."""
     found = find_indexed(s, _likely_queues(s, job_id), [job_id])
     return found[0] if found else None
-
-
-def find_indexed(s: Session, queues: Sequence[str], ids: Sequence[str]) -> list[DeadRecord]:
-    """The indexed dead records of these ids in these queues, newest first."""
-    gb, out = _broker(s), []
-    for job_id in dict.fromkeys(ids):
-        by_queue: dict[str, list[str]] = {}
-        for queue, entry in gb.entries_of_id(queues, job_id):
-            by_queue.setdefault(queue, []).append(entry)
-        for queue, entries in by_queue.items():
-            out += [read(e) for e in gb.records(queue, entries) if e is not None]
-    return sorted(out, key=lambda r: r.died_at, reverse=True)
 
 
 def _likely_queues(s: Session, job_id: str) -> list[str]:

@@ -7,9 +7,14 @@ import re
 from collections import Counter
 from typing import Iterable
 
+import time
+
 import redis
 
+from geoq import fingerprint, records
 from geoq.broker import keys
+from geoq.broker.broker import Broker, Bury, Retention, Settlement
+from geoq.job import Job
 
 _HEAD = re.compile(rb'^\{"fp":"([0-9a-f]+)","seq":(\d+),')
 
@@ -82,3 +87,29 @@ def _move_id(client: redis.Redis, k: keys.QueueKeys, job_id: str, entry: str, mo
 def _regroup(client: redis.Redis, k: keys.QueueKeys, fp: str) -> None:
     (newest,) = client.zrange(k.dead_index, f"({fp};", f"[{fp}:", desc=True, bylex=True, offset=0, num=1)
     client.zadd(k.dead_groups, {fp: float(newest.decode().split(":")[1])})
+
+
+KEEP_ALL = Retention(keep=60, dead_max_jobs=10**9, dead_max_age=10.0**12)
+SMTP = "ConnectionError: connect to 10.0.0.{n}:25 refused"
+USER = "KeyError: 'user{n}'"
+ORDER = "ValueError: order {n} has no lines"
+
+
+def seed(client: redis.Redis, errors: list[str], job_type: str = "t.job", queue: str = "default") -> list[str]:
+    """Bury one job per error the worker's way (a processing list, then dead.lua); their ids, in order."""
+    jobs = [Job(id=f"{queue}:{job_type}-{i}-{time.monotonic_ns()}", type=job_type, queue=queue, payload={"i": i})
+            for i in range(len(errors))]
+    envelopes = [records.encode(j, records.NO_LIMIT) for j in jobs]
+    client.rpush(keys.queue_keys(queue).processing("seeder"), *envelopes)
+    burials = [Bury(e, records.encode_dead(queue, j, j.id, "max_retries", err, time.time()), True, j.id, b"")
+               for j, e, err in zip(jobs, envelopes, errors)]
+    Broker(client).settle("seeder", [Settlement(queue, burials=burials)], KEEP_ALL)
+    return [j.id for j in jobs]
+
+
+def fp(error: str, job_type: str = "t.job", queue: str = "default") -> str:
+    return fingerprint.title(queue, job_type, "max_retries", error.format(n=0)).fingerprint
+
+
+def dead_ids(client: redis.Redis, queue: str = "default") -> set[str]:
+    return {json.loads(m)["id"] for m in client.zrange(keys.queue_keys(queue).dead, 0, -1)}
