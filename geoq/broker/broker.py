@@ -450,7 +450,7 @@ class Broker:
             self.scripts.load(self.client)
 
 
-TRIM_STEP = 500  # records one trim step drops, with their index entries: a few ms of Redis's time, whatever the backlog
+TRIM_STEP = 100  # records one trim step drops, with their index entries: about 2-4 ms of Redis time (bench/dead_groups.py)
 
 
 def trim_step(k: keys.QueueKeys, kept: int | None, max_age: float | None, *, counted: bool,

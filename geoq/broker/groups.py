@@ -31,8 +31,8 @@ from geoq.broker.admin import DeadEntry
 from geoq.broker.errors import redis_errors
 from geoq.broker.scripts import Call, Scripts, run
 
-DROP_STEP = 500     # records one dead_group_drop.lua call removes: a few ms of Redis's time
-REINDEX_STEP = 200  # records one dead_reindex.lua call rewrites (each is copied once, whole)
+DROP_STEP = 100     # records one dead_group_drop.lua call removes: about 2-4 ms of Redis time (bench/dead_groups.py)
+REINDEX_STEP = 100  # records one dead_reindex.lua call rewrites (each is copied once, whole)
 _DIED = slice(17)   # an entry's DIED, after "FP:": 17 characters, %017.6f
 
 

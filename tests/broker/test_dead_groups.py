@@ -180,3 +180,25 @@ def test_records_of_an_older_geoq_are_indexed_by_reindex_into_the_same_groups(br
     assert dict(assert_index_consistent(redis_client)) == before
     after = sorted(s for _, s in redis_client.zrange(K.dead, 0, -1, withscores=True))
     assert after == pytest.approx(scores, abs=1e-6) and redis_client.zcard(K.dead) == 9
+
+
+def test_trimming_and_deleting_a_group_of_20000_indexed_records_go_in_short_steps(broker, groups, redis_client):
+    for start in range(0, 20_000, 1000):
+        bury(broker, redis_client, [ERRORS[start // 1000 % 2].format(n=n % 250) for n in range(start, start + 1000)])
+    redis_client.config_set("slowlog-log-slower-than", 10_000)
+    redis_client.slowlog_reset()
+
+    trimmed = broker.trim_dead("default", Retention(60, 12_000, 10.0**12))
+    deleted = 0
+    while True:
+        removed, left = groups.drop_group_step("default", title_of(ERRORS[0].format(n=0)).fingerprint)
+        deleted += removed
+        if not left:
+            break
+
+    long = [(e["duration"], e["command"][:40]) for e in redis_client.slowlog_get(1000) if e["duration"] > 50_000]
+    redis_client.config_set("slowlog-log-slower-than", 10_000)
+    assert long == []
+    assert (trimmed, deleted) == (8000, 6000)
+    assert dict(assert_index_consistent(redis_client)) == {title_of(ERRORS[1].format(n=0)).fingerprint: 6000}
+    assert redis_client.zcard(K.dead) == 6000

@@ -21,9 +21,8 @@ local function ix_bury(ix, fp, title, id, at)
   redis.call('ZADD', ix[3], 0, entry)
   redis.call('HSETNX', ix[2], fp, title)
   redis.call('ZADD', ix[1], 'GT', died, fp)
-  if id ~= '' then
-    local others = redis.call('HGET', ix[4], id)
-    redis.call('HSET', ix[4], id, others and (others .. ' ' .. entry) or entry)
+  if id ~= '' and redis.call('HSETNX', ix[4], id, entry) == 0 then  -- a job dead once more
+    redis.call('HSET', ix[4], id, redis.call('HGET', ix[4], id) .. ' ' .. entry)
   end
   return '{"fp":"' .. fp .. '","seq":' .. seq .. ',', died
 end
@@ -48,8 +47,10 @@ local function ix_regroup(ix, fp)
 end
 
 -- Take the entry of a record being removed (score: its score in the dead set) out of the index.
--- A record without a head (buried before the index existed, not yet rebuilt) has none.
-local function ix_unbury(ix, member, score)
+-- A record without a head (buried before the index existed, not yet rebuilt) has none. With
+-- `touched`, the record's group is only named there, for one ix_regroup per group at the end
+-- (a step removing hundreds of one group's records moves its place once, not each time).
+local function ix_unbury(ix, member, score, touched)
   local fp, seq = string.match(member, '^{"fp":"(%x+)","seq":(%d+),')
   if not fp then return end
   local head = fp .. ':' .. ix_died(tonumber(score)) .. ':' .. seq .. ':'
@@ -58,7 +59,11 @@ local function ix_unbury(ix, member, score)
   redis.call('ZREM', ix[3], entry)
   local id = string.sub(entry, #head + 1)
   if id ~= '' then ix_forget_id(ix, id, entry) end
-  ix_regroup(ix, fp)
+  if touched then touched[fp] = true else ix_regroup(ix, fp) end
+end
+
+local function ix_regroup_all(ix, touched)
+  for fp in pairs(touched) do ix_regroup(ix, fp) end
 end
 
 -- The dead record an index entry names: its exact member and score, or nil when it is gone.

@@ -7,13 +7,14 @@
 -- allow-oom: every write here frees memory.
 --#include _dead_index
 local ix = {KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]}
-local removed = 0
+local removed, touched = 0, {}
 for i = 1, #ARGV do
   local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
   if score then
     redis.call('ZREM', KEYS[1], ARGV[i])
-    ix_unbury(ix, ARGV[i], score)
+    ix_unbury(ix, ARGV[i], score, touched)
     removed = removed + 1
   end
 end
+ix_regroup_all(ix, touched)
 return removed

@@ -10,16 +10,16 @@
 local ix = {KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]}
 local fp = ARGV[1]
 local entries = redis.call('ZRANGE', ix[3], '[' .. fp .. ':', '(' .. fp .. ';', 'BYLEX', 'LIMIT', 0, tonumber(ARGV[2]))
-local removed = 0
+local removed, touched = 0, {[fp] = true}
 for _, entry in ipairs(entries) do
   local member, score = ix_record(KEYS[1], entry)
   if member then
     redis.call('ZREM', KEYS[1], member)
-    ix_unbury(ix, member, score)
+    ix_unbury(ix, member, score, touched)
     removed = removed + 1
   else
     redis.call('ZREM', ix[3], entry)
-    ix_regroup(ix, fp)
   end
 end
+ix_regroup_all(ix, touched)
 return {removed, redis.call('ZLEXCOUNT', ix[3], '[' .. fp .. ':', '(' .. fp .. ';')}

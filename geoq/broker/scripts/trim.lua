@@ -22,7 +22,9 @@ if ARGV[1] ~= '' then over = math.max(over, redis.call('ZCARD', KEYS[1]) - tonum
 local n = math.min(over, tonumber(ARGV[3]))
 if n <= 0 then return {0, 0} end
 local gone = redis.call('ZRANGE', KEYS[1], 0, n - 1, 'WITHSCORES')
-for i = 1, #gone, 2 do ix_unbury(ix, gone[i], gone[i + 1]) end
+local touched = {}
+for i = 1, #gone, 2 do ix_unbury(ix, gone[i], gone[i + 1], touched) end
+ix_regroup_all(ix, touched)
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - 1)
 if KEYS[7] then redis.call('INCRBY', KEYS[7], n) end
 return {n, over - n}
