@@ -180,15 +180,15 @@ def group_jobs(s: Session, queue: str, fingerprint: str, cursor: str | None = No
 
 
 def find_dead(s: Session, job_id: str) -> DeadRecord | None:
-    """The newest dead record of a job id, found through the id index (one round trip per step);
-    None when no indexed dead set holds it."""
-    found = find_indexed(s, _likely_queues(s, job_id), [job_id])
-    return found[0] if found else None
-
-
-def _likely_queues(s: Session, job_id: str) -> list[str]:
+    """The newest dead record of a job id, found through the id index: a round trip for the queue
+    its id names and the config's queues, then (not found there) one for every other queue found
+    in Redis, which costs a SCAN of the keyspace. None when no index holds the id."""
     named = jobs.queue_of_id(job_id)
-    return list(dict.fromkeys(([named] if named else []) + s.queues()))
+    likely = list(dict.fromkeys(([named] if named else []) + s.known_queues()))
+    found = find_indexed(s, likely, [job_id])
+    if not found:
+        found = find_indexed(s, [q for q in s.queues() if q not in likely], [job_id])
+    return found[0] if found else None
 
 
 # -- retry and delete --------------------------------------------------------------------------
