@@ -20,6 +20,7 @@ from geoq.broker.liveness import Registry
 from geoq.config import default_config
 from geoq.job import Job
 from tests.support.dead_index import assert_index_consistent, strip_index
+from tests.support.redis_server import RedisServer
 
 K = keys.queue_keys("default")
 KEEP_ALL = Retention(keep=60, dead_max_jobs=10**9, dead_max_age=10.0**12)
@@ -202,3 +203,33 @@ def test_trimming_and_deleting_a_group_of_20000_indexed_records_go_in_short_step
     assert (trimmed, deleted) == (8000, 6000)
     assert dict(assert_index_consistent(redis_client)) == {title_of(ERRORS[1].format(n=0)).fingerprint: 6000}
     assert redis_client.zcard(K.dead) == 6000
+
+
+def test_a_burial_redis_refuses_for_want_of_memory_writes_neither_record_nor_index():
+    with RedisServer() as server:
+        client = server.client()
+        broker = Broker(connect(default_config(server.url).redis, max_connections=4))
+        burials = bury_refused(broker, client, [ERRORS[0].format(n=n) for n in range(3)])
+
+        assert client.zcard(K.dead) == 0 and client.llen(K.processing("w1")) == 3
+        assert all(client.exists(key) == 0 for key in K.dead_index_keys)
+        client.config_set("maxmemory", 0)
+        retried = broker.settle("w1", [Settlement("default", burials=burials)], KEEP_ALL)
+
+        assert (retried.fenced, retried.refused) == (0, [])
+        assert dict(assert_index_consistent(client)) == {title_of(ERRORS[0].format(n=0)).fingerprint: 3}
+        assert client.llen(K.processing("w1")) == 0 and client.zcard(K.dead) == 3
+
+
+def bury_refused(broker: Broker, client: redis.Redis, errors: list[str]) -> list[Bury]:
+    """As bury(), under maxmemory: the burials Redis refused, to settle again."""
+    jobs = [Job(id=f"default:oom-{i}", type="t.job", queue="default", payload={"i": i}) for i in range(len(errors))]
+    envelopes = [records.encode(j, records.NO_LIMIT) for j in jobs]
+    client.config_set("maxmemory", 0)
+    client.rpush(K.processing("w1"), *envelopes)
+    client.config_set("maxmemory", 1)
+    burials = [Bury(e, records.encode_dead("default", j, j.id, "max_retries", err, time.time()), True, j.id, b"{}")
+               for j, e, err in zip(jobs, envelopes, errors)]
+    result = broker.settle("w1", [Settlement("default", burials=burials)], KEEP_ALL)
+    assert len(result.refused) == 1 and result.error is not None
+    return list(result.refused[0].burials)
