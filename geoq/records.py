@@ -326,6 +326,11 @@ class DeadRecord:
         return _text(self.body.get("traceback"))
 
     @property
+    def fingerprint(self) -> str | None:
+        """The record's group (geoq.fingerprint); None for a record an older geoq wrote, until rebuilt."""
+        return _text(self.body.get("fp"))
+
+    @property
     def envelope(self) -> str | None:
         """The original envelope as text; None when its bytes were not UTF-8 (held as hex) or absent."""
         return _text(self.body.get("envelope"))

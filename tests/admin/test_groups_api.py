@@ -47,6 +47,7 @@ def test_find_dead_gives_the_newest_record_of_an_id_and_none_for_an_unknown_one(
     found = groups.find_dead(session, job_id)
 
     assert found is not None and (found.id, found.queue, found.body["error"]) == (job_id, "bulk", SMTP.format(n=1))
+    assert found.fingerprint == fp(SMTP, queue="bulk")
     assert groups.find_dead(session, "default:nobody") is None
 
 
