@@ -14,6 +14,7 @@ Redis for long, whatever the backlog. Prints one table.
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import string
 import time
@@ -98,7 +99,6 @@ def index_bytes(client: Any) -> int:
 
 def strip(client: Any) -> None:
     """Make the set look as an older geoq left it: no heads, no index (not timed)."""
-    import re
     head = re.compile(rb'^\{"fp":"[0-9a-f]+","seq":\d+,')
     start = 0
     while True:
@@ -146,9 +146,9 @@ def main() -> None:
         rows.append(["find by id", ms(median_of(lambda: groups.find_dead(s, ids[len(ids) // 2]))), "", ""])
 
         retried, t, worst = longest(client, lambda: groups.retry_group(s, QUEUE, medium.fingerprint))
-        rows.append([f"retry a group", ms(t), f"longest command {ms(worst)}", f"{retried:,} jobs re-queued"])
+        rows.append(["retry a group", ms(t), f"longest command {ms(worst)}", f"{retried:,} jobs re-queued"])
         deleted, t, worst = longest(client, lambda: groups.delete_group(s, QUEUE, big.fingerprint))
-        rows.append([f"delete a group", ms(t), f"longest command {ms(worst)}", f"{deleted:,} jobs deleted"])
+        rows.append(["delete a group", ms(t), f"longest command {ms(worst)}", f"{deleted:,} jobs deleted"])
         left = client.zcard(K.dead)
         trimmed, t, worst = longest(client, lambda: trim_dead(client, broker.scripts, QUEUE,
                                                               Retention(0, max(0, left - 10_000), 10.0**12)))
