@@ -38,7 +38,9 @@ Broker.promote_due (a job that expired before it was promoted) store records bui
 {"id", "type", "queue", "reason", "error", "attempts", "history", "died_at", "traceback",
 then "envelope" (text) or "envelope_hex" (bytes that are not UTF-8)}. dead.lua appends the
 envelope to a record built here; reap.lua writes whole ones (max_deliveries: no history,
-queue nor traceback, which `DeadRecord` reads as empty).
+queue nor traceback, which `DeadRecord` reads as empty). Every script that buries puts the
+record's group and sequence number first, {"fp": FINGERPRINT, "seq": N, ...}, for the
+dead-set index (geoq.broker.groups; records of an older geoq lack them until rebuilt).
 """
 
 from __future__ import annotations
@@ -322,6 +324,11 @@ class DeadRecord:
     @property
     def traceback(self) -> str | None:
         return _text(self.body.get("traceback"))
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The record's group (geoq.fingerprint); None for a record an older geoq wrote, until rebuilt."""
+        return _text(self.body.get("fp"))
 
     @property
     def envelope(self) -> str | None:

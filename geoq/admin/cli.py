@@ -17,7 +17,7 @@ from typing import Callable, NoReturn, Sequence
 
 import redis
 
-from geoq.admin import commands, control, dead, lookup, render, schedules
+from geoq.admin import commands, control, dead, dead_groups, lookup, render, schedules
 from geoq.admin.errors import CommandError, UsageError
 from geoq.admin.session import Session, resolve_config
 from geoq.broker.errors import translate
@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unique-for", type=_duration, metavar="DURATION",
                    help="unique job: while one with its key is live, and this long after, store nothing")
 
-    dead_parser = command("dead", None, "list, show, retry or purge dead jobs")
+    dead_parser = command("dead", None, "list, show, group, retry or purge dead jobs")
     _dead_commands(_Commands(dead_parser.add_subparsers(dest="dead_command", required=True, metavar="COMMAND",
                                                         parser_class=_Parser)))
 
@@ -129,17 +129,27 @@ def _dead_commands(add: "_Commands") -> None:
     p.add_argument("id", metavar="ID")
     p.add_argument("--queue")
 
-    p = add("retry", dead.dead_retry, "back to the ready list with attempts reset")
+    p = add("retry", dead_groups.dead_retry, "back to the ready list with attempts reset")
     p.add_argument("ids", nargs="*", metavar="ID")
     p.add_argument("--all", action="store_true", help="every dead job (of --queue, of --type)")
+    p.add_argument("--group", metavar="FP", help="every job of one group (see dead groups)")
     p.add_argument("--queue")
     p.add_argument("--type")
 
-    p = add("purge", dead.dead_purge, "delete dead jobs")
+    p = add("purge", dead_groups.dead_purge, "delete dead jobs")
     p.add_argument("ids", nargs="*", metavar="ID")
     p.add_argument("--all", action="store_true", help="every dead job (of --queue)")
     p.add_argument("--older-than", type=_duration, metavar="AGE", help="those that died more than AGE ago, e.g. 7d")
+    p.add_argument("--group", metavar="FP", help="every job of one group (see dead groups)")
     p.add_argument("--queue")
+
+    p = add("groups", dead_groups.dead_groups, "dead jobs grouped by error: count, first and last seen")
+    p.add_argument("--queue")
+    p.add_argument("--type", help="only groups of this job type")
+    p.add_argument("--text", help="only groups whose type, error or message contains this (any case)")
+    p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N groups (default 50)")
+    p.add_argument("--cursor", metavar="CURSOR", help="the next page, as the last one said")
+    p.add_argument("--rebuild", action="store_true", help="first index dead jobs an older geoq buried")
 
 
 def _dashboard(s: Session, args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from geoq.admin.errors import NotFound, UsageError
 from geoq.admin.revive import read, revival
 from geoq.admin.session import Session
 from geoq.broker.admin import GONE, LIVE, REVIVED, DeadEntry, Revival
+from geoq.broker.groups import GroupBroker
 from geoq.exits import EXIT_OK
 from geoq.job import JobStatus
 from geoq.records import DeadRecord
@@ -117,8 +118,12 @@ def _envelope_lines(title: str, size: int, text: str) -> list[str]:
 
 
 def find(s: Session, queues: Sequence[str], ids: Sequence[str]) -> list[DeadRecord]:
-    """The dead records of these job ids in these queues, newest first."""
-    wanted = set(ids)
+    """The dead records of these job ids in these queues, newest first: through the id index,
+    else (an id no index names: buried by an older geoq, not yet rebuilt) by a scan of each set."""
+    indexed = find_indexed(s, queues, ids)
+    wanted = set(ids).difference(r.id for r in indexed)
+    if not wanted:
+        return indexed
     entries: list[DeadEntry] = []
     for queue in queues:
         if len(wanted) <= _FIND_ONE_BY_ONE:
@@ -127,14 +132,28 @@ def find(s: Session, queues: Sequence[str], ids: Sequence[str]) -> list[DeadReco
         else:
             entries += s.broker.dead_scan(queue)
     unique = {r.member: r for r in map(read, entries) if r.id in wanted}  # ZSCAN may repeat one
-    return sorted(unique.values(), key=lambda r: r.died_at, reverse=True)
+    return sorted([*indexed, *unique.values()], key=lambda r: r.died_at, reverse=True)
+
+
+def find_indexed(s: Session, queues: Sequence[str], ids: Sequence[str]) -> list[DeadRecord]:
+    """The indexed dead records of these ids in these queues, newest first: a round trip per id."""
+    gb, out = GroupBroker(s.broker.client, s.broker.scripts), []
+    for job_id in dict.fromkeys(ids):
+        by_queue: dict[str, list[str]] = {}
+        for queue, entry in gb.entries_of_id(queues, job_id):
+            by_queue.setdefault(queue, []).append(entry)
+        for queue, entries in by_queue.items():
+            out += [read(e) for e in gb.records(queue, entries) if e is not None]
+    return sorted(out, key=lambda r: r.died_at, reverse=True)
 
 
 # -- retry -------------------------------------------------------------------------------------
 
 
 @dataclass
-class _Tally:
+class Tally:
+    """What a retry did: the ids re-queued, the records left dead (and why), the records gone meanwhile."""
+
     retried: list[str] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
     gone: int = 0
@@ -148,19 +167,19 @@ def dead_retry(s: Session, args: argparse.Namespace) -> int:
     if bool(args.ids) == bool(args.all):
         raise UsageError("dead retry: give job ids, or --all (not both)")
     queues = queues_for(s, args.queue)
-    tally = _Tally()
+    tally = Tally()
     if args.all:
         # Only what was dead when the command began: a job that dies again meanwhile stays dead.
         until = s.broker.server_time()
         for queue in queues:
             chosen = (r for r in map(read, s.broker.dead_scan(queue))
                       if r.died_at <= until and _type_ok(r, args.type))
-            _retry(s, queue, chosen, tally)
+            retry_records(s, queue, chosen, tally)
         missing: list[str] = []
     else:
         newest = _newest_per_id(find(s, queues, args.ids), args.type)
         for queue in queues:
-            _retry(s, queue, (r for r in newest if r.queue == queue), tally)
+            retry_records(s, queue, (r for r in newest if r.queue == queue), tally)
         missing = [i for i in dict.fromkeys(args.ids) if i not in {r.id for r in newest}]
     _report_retry(args, tally, missing)
     return _named_outcome(args, tally, missing, "retried")
@@ -178,7 +197,7 @@ def _newest_per_id(found: Iterable[DeadRecord], job_type: str | None) -> list[De
     return list(out.values())
 
 
-def _retry(s: Session, queue: str, chosen: Iterable[DeadRecord], tally: _Tally) -> None:
+def retry_records(s: Session, queue: str, chosen: Iterable[DeadRecord], tally: Tally) -> None:
     state = records.encode_state("queued", 0)
     for chunk in _chunks(chosen, _CHUNK):
         revivals: list[tuple[DeadRecord, Revival]] = []
@@ -199,7 +218,7 @@ def _retry(s: Session, queue: str, chosen: Iterable[DeadRecord], tally: _Tally) 
                            else "its envelope carries no readable id")
 
 
-def _report_retry(args: argparse.Namespace, tally: _Tally, missing: list[str]) -> None:
+def _report_retry(args: argparse.Namespace, tally: Tally, missing: list[str]) -> None:
     if args.json:
         print(render.to_json({"retried": len(tally.retried), "ids": tally.retried, "skipped": tally.skipped,
                               "missing": missing, "gone": tally.gone}))
@@ -209,7 +228,7 @@ def _report_retry(args: argparse.Namespace, tally: _Tally, missing: list[str]) -
         print(f"left dead: {item['id'] or '?'} ({item['queue']}): {item['why']}")
 
 
-def _named_outcome(args: argparse.Namespace, tally: _Tally, missing: list[str], done: str) -> int:
+def _named_outcome(args: argparse.Namespace, tally: Tally, missing: list[str], done: str) -> int:
     """Exit 1 when a job named on the command line was not acted on; one line says which."""
     problems = [f"{i} (not in the dead list)" for i in missing]
     if not args.all:

@@ -4,7 +4,7 @@ Reads are plain commands in pipelines (a snapshot that is a few microseconds
 wide is good enough for a person or a monitoring script). Every move that
 touches more than one key is one script: putting a dead job back
 (dead_retry.lua) and emptying a queue (purge.lua); removing dead records is
-ZREM or trim.lua. Whatever the backlog, no call holds Redis for long: big
+dead_drop.lua or trim.lua (each keeps the dead-set index in step). Whatever the backlog, no call holds Redis for long: big
 moves go in bounded steps, each atomic for the jobs it moves. No policy lives here: what to retry and
 how its envelope is rewritten is the caller's.
 """
@@ -26,7 +26,7 @@ from geoq.broker.keys import glob_escape
 from geoq.broker.inspect import Depth, read_depths
 from geoq.broker.scripts import Call, Scripts, run
 
-_REMOVE_CHUNK = 1000  # records per ZREM: bounds the time one call holds Redis
+_REMOVE_CHUNK = 500  # records per dead_drop.lua call: bounds the time one call holds Redis
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,15 +231,19 @@ class AdminBroker:
             args += [r.member, r.envelope]
         done_keys = [k.done(r.id) for r in revivals]
         with redis_errors("dead retry"):
-            (codes,) = run(self.client, self.scripts, [Call("dead_retry", (k.dead, k.ready, k.state, *done_keys), args)])
+            (codes,) = run(self.client, self.scripts, [Call("dead_retry", (k.dead, k.ready, k.state,
+                                                                              *k.dead_index_keys, *done_keys), args)])
         return [int(code) for code in codes]
 
     def dead_remove(self, queue: str, members: Sequence[bytes]) -> int:
         """Remove these exact records, in bounded chunks; the number that were there."""
+        k = keys.queue_keys(queue)
+        calls = [Call("dead_drop", (k.dead, *k.dead_index_keys), members[start:start + _REMOVE_CHUNK])
+                 for start in range(0, len(members), _REMOVE_CHUNK)]
         removed = 0
-        for start in range(0, len(members), _REMOVE_CHUNK):
+        for call in calls:  # a round trip each: one call at a time holds Redis
             with redis_errors("dead purge"):
-                removed += int(self.client.zrem(keys.queue_keys(queue).dead, *members[start:start + _REMOVE_CHUNK]))
+                removed += int(run(self.client, self.scripts, [call])[0])
         return removed
 
     def dead_remove_all(self, queue: str) -> int:

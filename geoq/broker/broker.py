@@ -14,7 +14,7 @@ from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Sequence
 import redis
 from redis.exceptions import NoScriptError
 
-from geoq import records
+from geoq import fingerprint, records
 from geoq.broker import keys, replies
 from geoq.broker.clock import redis_time
 from geoq.broker.errors import redis_errors, translate
@@ -273,9 +273,11 @@ class Broker:
         if s.burials:
             args = [int(r.keep)]
             for b in s.burials:
-                args += [_bulk(b.envelope), b.record, "text" if b.text else "hex", b.id, b.done]
+                group = fingerprint.title_of_record(s.queue, b.record)
+                args += [_bulk(b.envelope), b.record, "text" if b.text else "hex", b.id, b.done, group.fingerprint,
+                         group.meta()]
             done_keys = [k.done(b.id or "_") for b in s.burials]
-            calls.append((Call("dead", (processing, k.dead, k.state, *done_keys), args),
+            calls.append((Call("dead", (processing, k.dead, k.state, *k.dead_index_keys, *done_keys), args),
                           Settlement(s.queue, burials=s.burials)))
             calls.append((trim_step(k, r.dead_max_jobs, r.dead_max_age, counted=True), Settlement(s.queue)))
         if s.cancels:
@@ -318,7 +320,8 @@ class Broker:
         args: list[object] = [limit, queue] if now is None else [limit, queue, repr(now)]
         with redis_errors("promote"):
             ((moved, *rest),) = run(self.client, self.scripts,
-                                    [Call("promote", (k.scheduled, k.ready, k.dead, k.state), args)])
+                                    [Call("promote", (k.scheduled, k.ready, k.dead, k.state, *k.dead_index_keys),
+                                          args)])
         expired = [(replies.text(rest[i]), replies.text(rest[i + 1]) or None, int(rest[i + 2]))
                    for i in range(0, len(rest), 3)]
         if expired and keep > 0:
@@ -452,14 +455,14 @@ class Broker:
             self.scripts.load(self.client)
 
 
-TRIM_STEP = 1000  # records one trim step drops: about 1 ms of Redis's time (measured), whatever the backlog
+TRIM_STEP = 100  # records one trim step drops, with their index entries: about 2-4 ms of Redis time (bench/dead_groups.py)
 
 
 def trim_step(k: keys.QueueKeys, kept: int | None, max_age: float | None, *, counted: bool,
               step: int = TRIM_STEP) -> Call:
     """One call of trim.lua: drop up to `step` of the oldest dead records past `kept` records or
     `max_age` seconds (None: no such bound), counted in the set's trimmed counter if `counted`."""
-    return Call("trim", (k.dead, k.dead_trimmed) if counted else (k.dead,),
+    return Call("trim", (k.dead, *k.dead_index_keys, k.dead_trimmed) if counted else (k.dead, *k.dead_index_keys),
                 ["" if kept is None else kept, "" if max_age is None else repr(max_age), step])
 
 

@@ -52,6 +52,38 @@ class QueueKeys:
         return f"{self.tag}:dead_trimmed"
 
     @property
+    def dead_groups(self) -> str:
+        """Sorted set: fingerprint of each group of dead records (geoq.fingerprint) -> the Redis
+        time its newest record died. The dead-set index: see geoq.broker.groups."""
+        return f"{self.tag}:dead_groups"
+
+    @property
+    def dead_titles(self) -> str:
+        """Hash: fingerprint -> the group's description, JSON {type, error_type, message}."""
+        return f"{self.tag}:dead_titles"
+
+    @property
+    def dead_index(self) -> str:
+        """Sorted set, all scores 0, read by lex: "FP:DIED:SEQ:ID" per dead record (DIED fixed width,
+        so one group's entries sort by time of death)."""
+        return f"{self.tag}:dead_index"
+
+    @property
+    def dead_ids(self) -> str:
+        """Hash: job id -> its dead records' index entries, apart by spaces (a job may die twice)."""
+        return f"{self.tag}:dead_ids"
+
+    @property
+    def dead_seq(self) -> str:
+        """String counter: the last sequence number given to a dead record of this queue."""
+        return f"{self.tag}:dead_seq"
+
+    @property
+    def dead_index_keys(self) -> tuple[str, str, str, str, str]:
+        """The index's keys in the order every script that buries or removes dead records takes them."""
+        return self.dead_groups, self.dead_titles, self.dead_index, self.dead_ids, self.dead_seq
+
+    @property
     def workers(self) -> str:
         """Set: ids of workers that hold (or held) a processing list of this queue."""
         return f"{self.tag}:workers"

@@ -175,9 +175,9 @@ class Registry:
         with redis_errors("reap"):
             held = [replies.raw(e) for e in self.client.lrange(k.processing(worker_id), -count, -1)]
         ids = sorted({i for i in map(peek_id, held) if i})
-        call = Call("reap", (k.processing(worker_id), k.ready, k.dead, k.state, k.workers,
+        call = Call("reap", (k.processing(worker_id), k.ready, k.dead, k.state, k.workers, *k.dead_index_keys,
                              *(k.done(i) for i in ids)),
-                    [max_deliveries, worker_id, int(retention.keep), len(held), *ids])
+                    [max_deliveries, worker_id, int(retention.keep), len(held), queue, *ids])
         with redis_errors("reap"):
             (reply,) = run(self.client, self.scripts, [call])
         return held, Reaped(int(reply[0]), tuple(replies.text(t) for t in reply[3:]), int(reply[2]))

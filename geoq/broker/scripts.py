@@ -5,11 +5,15 @@ SCRIPT EXISTS first: an extra round trip on the hot path. Here the SHA is
 computed locally, EVALSHA goes straight into the pipeline, and only a
 NOSCRIPT answer (a restarted or flushed Redis) loads the scripts and repeats
 the commands it refused, which never ran.
+
+A line "--#include NAME" in a script is replaced by scripts/NAME.lua (a file whose name
+starts with "_", never run alone): code several scripts share, such as the dead-set index.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from importlib import resources
 from typing import Any, Sequence
 
@@ -18,7 +22,9 @@ from redis.exceptions import NoScriptError
 
 NAMES = ("enqueue", "fetch", "mark", "ack", "retry", "dead", "promote", "handback", "reap", "dead_retry", "purge",
          "trim", "tick", "limit_take", "limit_release", "limit_renew", "limit_pause", "cancel", "cancelled",
-         "release", "history", "run_now")
+         "release", "history", "run_now", "dead_drop", "dead_group_drop",
+         "dead_reindex")
+_INCLUDE = re.compile(r"^--#include (_\w+)$", re.M)
 
 
 class Scripts:
@@ -26,12 +32,17 @@ class Scripts:
 
     def __init__(self) -> None:
         folder = resources.files("geoq.broker") / "scripts"
-        self.source = {name: (folder / f"{name}.lua").read_text() for name in NAMES}
+        self.source = {name: _spliced((folder / f"{name}.lua").read_text(), folder) for name in NAMES}
         self.sha = {name: hashlib.sha1(text.encode()).hexdigest() for name, text in self.source.items()}
 
     def load(self, client: "redis.Redis") -> None:
         for text in self.source.values():
             client.script_load(text)
+
+
+def _spliced(text: str, folder: Any) -> str:
+    """The script with each include line replaced by the file it names."""
+    return _INCLUDE.sub(lambda m: (folder / f"{m[1]}.lua").read_text().rstrip("\n"), text)
 
 
 class Call:

@@ -18,6 +18,7 @@ from geoq.broker.broker import Broker, Bury, Retention, Settlement
 from geoq.job import Job
 
 from tests.admin.helpers import redis_now, run_geoq
+from tests.support.dead_index import rescore
 
 Geoq = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -77,7 +78,7 @@ def _seed(client: redis.Redis, queue: str, dead: list[tuple[Job, bytes, bytes]],
     at = {job.id: score for (job, _, _), score in zip(dead, scores)}
     added = set(client.zrange(k.dead, 0, -1)) - before
     assert len(added) == len(dead)
-    client.zadd(k.dead, {member: at[json.loads(member)["id"]] for member in added})
+    rescore(client, queue, {member: at[json.loads(member)["id"]] for member in added})
 
 
 def _bury(client: redis.Redis, queue: str = "default", job_type: str = "t.job", *, died_at: float | None = None,

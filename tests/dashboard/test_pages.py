@@ -92,7 +92,7 @@ def test_retrying_a_group_puts_its_jobs_back_on_the_ready_list(serve: Serve, red
     assert answer.headers["Location"].startswith("/dead?queue=mail")
     k = keys.queue_keys("mail")
     assert sorted(r.split(b'"')[3].decode() for r in redis_client.lrange(k.ready, 0, -1)) == sorted(j.id for j in jobs)
-    assert [m.split(b'"')[3].decode() for m in redis_client.zrange(k.dead, 0, -1)] == [other[0].id]
+    assert [json.loads(m)["id"] for m in redis_client.zrange(k.dead, 0, -1)] == [other[0].id]
 
 
 def test_one_dead_job_deleted_from_its_page_and_all_retried_from_the_list(serve: Serve,

@@ -12,6 +12,7 @@ import pytest
 import redis
 
 import geoq
+from geoq.broker import keys
 from geoq.broker.admin import AdminBroker
 from geoq.broker.broker import Broker
 from geoq.broker.connection import connect
@@ -19,6 +20,7 @@ from geoq.broker.inspect import queue_depths
 from geoq.broker.liveness import Registry
 from geoq.config import default_config
 from tests.support.cluster_keyspace import processing_lists
+from tests.support.dead_index import SMTP, fp, seed
 from tests.support.ports import free_port
 from tests.support.worker_process import ROOT
 
@@ -121,3 +123,27 @@ def test_job_control_moves_stay_inside_each_queues_slot_on_a_cluster(cluster, cl
     for queue in QUEUES:
         promotion = broker.promote_due(queue, 100, 60)
         assert (promotion.moved, len(promotion.expired)) == (0, 1)
+
+
+def test_dead_groups_are_indexed_listed_found_and_purged_on_every_master(cluster, cluster_client):
+    ids = {queue: seed(cluster_client, [SMTP.format(n=n) for n in range(3)], queue=queue) for queue in QUEUES}
+
+    def geoq_cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, str(ROOT / "bin" / "geoq"), "--redis-url", cluster.url, *args],
+                              capture_output=True, text=True, timeout=60, cwd=ROOT)
+
+    listed = geoq_cli("dead", "groups", "--json")
+    assert listed.returncode == 0, listed.stderr
+    groups = {g["queue"]: g for g in json.loads(listed.stdout)["groups"]}
+    assert {q: (g["fingerprint"], g["count"]) for q, g in groups.items()} == {
+        q: (fp(SMTP, queue=q), 3) for q in QUEUES}
+    shown = geoq_cli("dead", "show", ids["hooks"][1], "--json")
+    assert shown.returncode == 0 and json.loads(shown.stdout)["fp"] == fp(SMTP, queue="hooks"), shown.stderr
+    for queue in QUEUES:
+        purged = geoq_cli("dead", "purge", "--group", groups[queue]["fingerprint"], "--json")
+        assert purged.returncode == 0 and json.loads(purged.stdout)["purged"] == 3, purged.stderr
+    for queue in QUEUES:
+        k = keys.queue_keys(queue)
+        assert cluster_client.zcard(k.dead) == 0 and cluster_client.llen(k.processing("seeder")) == 0
+        assert all(cluster_client.exists(key) == 0 for key in k.dead_index_keys[:4])
+    assert len({cluster.master_of(keys.queue_keys(q).dead_index).port for q in QUEUES}) == 3

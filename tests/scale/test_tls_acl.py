@@ -150,6 +150,16 @@ def _admin_commands_work(config: Path, dead_id: str, done_id: str) -> None:
     wait_until(lambda: geoq_cli(config, "dead", "show", dead_id).returncode == 0 and
                json.loads(geoq_cli(config, "stats", "--json").stdout)["queues"]["default"]["dead"] == 20,
                timeout=20, message="the retried dead job did not die again")
+    groups = geoq_cli(config, "dead", "groups", "--json", "--rebuild")
+    assert groups.returncode == 0, groups.stderr
+    (group,) = json.loads(groups.stdout)["groups"]
+    assert group["count"] == 20
+    retried = geoq_cli(config, "dead", "retry", "--group", group["fingerprint"], "--json")
+    assert retried.returncode == 0 and json.loads(retried.stdout)["retried"] == 20, retried.stderr
+    wait_until(lambda: json.loads(geoq_cli(config, "stats", "--json").stdout)["queues"]["default"]["dead"] == 20,
+               timeout=20, message="the retried group did not die again")
+    dropped = geoq_cli(config, "dead", "purge", "--group", group["fingerprint"], "--json")
+    assert dropped.returncode == 0 and json.loads(dropped.stdout)["purged"] == 20, dropped.stderr
     purged = geoq_cli(config, "dead", "purge", "--all")
     assert purged.returncode == 0, purged.stderr
 

@@ -33,3 +33,16 @@ def hold(job: Job) -> dict[str, Any]:
         gevent.sleep(0.01)
     ledger().rpush("ledger:succeeded", job.id)
     return {"held": True}
+
+
+def picky(job: Job) -> dict[str, Any]:
+    """While the break flag is set, fails with an error that names the payload's host or user
+    (two kinds of error, each worded differently per job); succeeds once it is cleared."""
+    if ledger().exists(BREAK):
+        ledger().rpush("ledger:failed", job.id)
+        n = job.payload["n"]
+        if job.payload["kind"] == "smtp":
+            raise ConnectionError(f"connect to 10.0.0.{n}:25 refused")
+        raise KeyError(f"user{n}")
+    ledger().rpush("ledger:succeeded", job.id)
+    return {"attempt": job.attempt}

@@ -36,6 +36,7 @@ PURE_CORE = (
     "geoq.history",
     "geoq.dashboard.html",
     "geoq.dashboard.security",
+    "geoq.fingerprint",
 )
 
 IO_LAYERS = ("gevent", "redis", "geoq.broker", "geoq.worker", "geoq.metrics", "prometheus_client")

@@ -1,7 +1,8 @@
 #!lua
 -- Move due jobs from the scheduled set to the tail of the ready list; a due job whose expiry
 -- has passed goes to the dead set instead, with reason "expired".
--- KEYS[1] scheduled set, KEYS[2] ready list, KEYS[3] dead set, KEYS[4] state hash
+-- KEYS[1] scheduled set, KEYS[2] ready list, KEYS[3] dead set, KEYS[4] state hash, KEYS[5..9] the
+-- dead-set index (_dead_index.lua)
 -- ARGV[1] most jobs to move in this call (bounds the time the script holds Redis), ARGV[2] the queue's name
 -- ARGV[3] optional: the time to promote as of (unix seconds), for a test harness that moves its
 --   clock (geoq.testing); absent, Redis's own TIME
@@ -10,7 +11,10 @@
 -- because the read and the move happen inside one script.
 -- The expiry is read from the envelope's header (geoq.records: "x" right after "t"); the dead
 -- record mirrors geoq.records.encode_dead (no history: the envelope holds it). Its done record
--- needs a key named by the id, so the caller writes it after this call.
+-- needs a key named by the id, so the caller writes it after this call. The group of an expired
+-- job is geoq.fingerprint's: its digest over queue, type, "expired" and EXPIRED_TITLE.
+--#include _dead_index
+local EXPIRED_TITLE = 'Expired: not started by its expiry'
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 if ARGV[3] then now = tonumber(ARGV[3]) end
@@ -25,14 +29,20 @@ local function expired(env)
 end
 
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+local ix = {KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]}
 local out = {0}
+local buried = 0
 for _, env in ipairs(due) do
   redis.call('ZREM', KEYS[1], env)
   local id, job_type, runs = expired(env)
   if id then
-    local err = 'Expired: not started by its expiry'
-    redis.call('ZADD', KEYS[3], now, cjson.encode({id = id, type = job_type, queue = ARGV[2], reason = 'expired',
-      error = err, attempts = runs, died_at = now, traceback = cjson.null, envelope = env}))
+    local fp = string.sub(redis.sha1hex(ARGV[2] .. '\31' .. job_type .. '\31expired\31' .. EXPIRED_TITLE), 1, 16)
+    local title = cjson.encode({type = job_type, error_type = 'expired', message = EXPIRED_TITLE})
+    local head, died = ix_bury(ix, fp, title, id, now + buried / 1000000)
+    buried = buried + 1
+    local record = cjson.encode({id = id, type = job_type, queue = ARGV[2], reason = 'expired',
+      error = EXPIRED_TITLE, attempts = runs, died_at = now, traceback = cjson.null, envelope = env})
+    redis.call('ZADD', KEYS[3], died, head .. string.sub(record, 2))
     redis.call('HDEL', KEYS[4], id)
     out[#out + 1] = id
     out[#out + 1] = job_type
