@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import html
+import json
+import re
+from pathlib import Path
+
 import geoq
 from geoq.admin.history import QueueHistory, read_history
 from geoq.admin.session import Session
 from geoq.config import default_config
+from tests.support.dashboard import DashboardProcess, Http
 from tests.support.handlers import ledger_counts
 from tests.support.keyspace import assert_settled, places
 from tests.support.waiting import wait_until
@@ -31,6 +37,21 @@ def totals(q: QueueHistory) -> tuple[int, ...]:
 
 def by_type(q: QueueHistory) -> dict[str, tuple[int, ...]]:
     return {t.type: (t.processed, t.succeeded, t.failed, t.retried, t.dead) for t in q.types}
+
+
+def dashboard_totals(config: Path) -> tuple[int, dict[str, str]]:
+    """What a freshly started `geoq dashboard` shows over the last hour: the jobs-per-minute chart's
+    processed points summed, and the job-types table's processed cell per type."""
+    with DashboardProcess(config) as dashboard:
+        page = Http(dashboard.url).get("/?window=1h")
+        assert dashboard.stop()[0] == 0
+    assert page.status == 200, page.text
+    chart = re.search(r'data-chart="([^"]*)"', page.text)
+    assert chart, page.text
+    first_chart = json.loads(html.unescape(chart.group(1)))
+    processed = next(s["values"] for s in first_chart["series"] if s["label"] == "processed")
+    rows = re.findall(r"<tr><td>(t\.\w+)</td><td>([\d,]+)</td>", page.text)
+    return sum(v or 0 for v in processed), dict(rows)
 
 
 def test_two_workers_history_counts_every_run_once_and_survives_their_restart(redis_url, redis_client, ledger,
@@ -77,3 +98,8 @@ def test_two_workers_history_counts_every_run_once_and_survives_their_restart(re
         for w in workers:
             w.kill()
     assert by_type(history(redis_url))["t.ok"] == (610, 610, 0, 0, 0)
+
+    # The dashboard keeps nothing of its own: one started afresh, and again after it stopped, charts it all.
+    shown = (1560, {"t.ok": "610", "t.flaky": "500", "t.broken": "450"})
+    assert dashboard_totals(config) == shown
+    assert dashboard_totals(config) == shown
