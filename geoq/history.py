@@ -257,16 +257,12 @@ EMPTY = StoredMinute((0,) * len(COUNTS), (0,) * BUCKETS)
 
 def decode_hour(raw: bytes | None) -> list[StoredMinute]:
     """The SLOTS minutes of one stored hour string (missing or short: zeros from there on)."""
-    raw = raw or b""
-    out = []
-    for m in range(SLOTS):
-        chunk = raw[m * SLOT_BYTES:(m + 1) * SLOT_BYTES]
-        out.append(_minute(chunk) if len(chunk) == SLOT_BYTES and any(chunk) else EMPTY)
-    return out
+    whole = min(len(raw or b"") // SLOT_BYTES, SLOTS)   # one unpack call for the hour: a week is 168 of them
+    out = [_minute(values) if any(values) else EMPTY for values in _SLOT.iter_unpack((raw or b"")[:whole * SLOT_BYTES])]
+    return out + [EMPTY] * (SLOTS - whole)
 
 
-def _minute(chunk: bytes) -> StoredMinute:
-    values = _SLOT.unpack(chunk)
+def _minute(values: tuple[int, ...]) -> StoredMinute:
     return StoredMinute(values[:len(COUNTS)], values[len(COUNTS):])
 
 

@@ -21,6 +21,7 @@ from geoq.admin.errors import UsageError
 from geoq.admin.revive import read
 from geoq.admin.session import Session
 from geoq.broker.groups import GroupBroker, Reindexed
+from geoq.errors import InvalidJob
 from geoq.records import DeadRecord
 
 SCAN_BUDGET = 2000    # groups a filtered page looks at, at most: the rest is for the next page
@@ -161,7 +162,7 @@ def _cursor(text: str | None) -> tuple[float, str, str] | None:
     try:
         seen, fp, queue = text.split("/", 2)
         return float(seen), jobs.check_queue(queue), fp
-    except ValueError:
+    except (ValueError, InvalidJob):   # InvalidJob: the queue part is not a queue name
         raise UsageError(f"not a cursor of the dead groups: {text!r}") from None
 
 

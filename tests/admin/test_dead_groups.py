@@ -103,6 +103,7 @@ def test_purge_of_a_group_deletes_its_jobs_only(cli, cli_json, redis_client):
     (("dead", "purge", "--group", "abc", "some-id"), 2, "give job ids, --all, --older-than AGE or --group FP"),
     (("dead", "groups", "--limit", "0"), 2, "--limit: expected a positive number"),
     (("dead", "groups", "--cursor", "nonsense"), 2, "not a cursor of the dead groups"),
+    (("dead", "groups", "--cursor", "1.5/abc/bad{queue"), 2, "not a cursor of the dead groups"),
     (("dead", "groups", "--queue", "bad{name"), 2, "queue"),
 ])
 def test_a_bad_group_command_says_so_in_one_line_and_moves_nothing(cli, error_line, redis_client, args, status, words):

@@ -50,6 +50,17 @@ def test_read_history_gives_every_minute_of_the_window_and_the_types_by_volume(r
     assert [(t.type, t.processed, t.failed) for t in q.types][:2] == [("t.a", 5, 0), ("t.b", 2, 2)]
 
 
+def test_read_history_by_step_sums_each_points_minutes_and_takes_quantiles_of_all_their_runs(redis_url, now):
+    seed(redis_url, [("default", "t.a", "succeeded", now - 60 * i) for i in range(10)],
+         [("default", 0.01, now)] * 90 + [("default", 2.0, now - 60)] * 10)
+    (q,) = read_history(Session(default_config(redis_url)), ["default"], 600, now=now, step=4)
+    assert [m.at for m in q.minutes] == [int(now // 60 - 9 + i) * 60 for i in (0, 4, 8)]
+    assert [m.processed for m in q.minutes] == [4, 4, 2]
+    last = q.minutes[-1]
+    assert last.wait_p50 == pytest.approx(0.01, rel=0.3) and last.wait_p99 == pytest.approx(2.0, rel=0.3)
+    assert q.minutes[0].wait_p50 is None
+
+
 def test_downsample_sums_counts_and_keeps_the_worst_wait(now):
     minutes = [Minute(60 * i, i, i, 0, 0, 0, None if i % 2 else float(i), None, None) for i in range(10)]
     points = downsample(minutes, 3)

@@ -19,15 +19,22 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 import geoq
+from geoq.admin.history import read_history
+from geoq.admin.session import Session
 from geoq.broker import keys
+from geoq.config import default_config
 from tests.support.dashboard import DashboardProcess, bury
 from tests.support.ledger import Ledger
 from tests.support.waiting import wait_until
 from tests.support.worker_process import ROOT, WorkerProcess, write_config
 
 ARTIFACTS = ROOT / "artifacts"
+QUICK_RETRY = {"base": "50ms", "jitter": "none"}
 ROUTES = {"t.job": {"handler": "tests.support.handlers:ok", "queue": "mail"},
-          "t.other": {"handler": "tests.support.handlers:ok", "queue": "other"}}
+          "t.other": {"handler": "tests.support.handlers:ok", "queue": "other"},
+          "t.flaky": {"handler": "tests.support.handlers:flaky", "queue": "mail", "backoff": QUICK_RETRY},
+          "t.broken": {"handler": "tests.support.handlers:broken", "queue": "mail", "max_retries": 1,
+                       "backoff": QUICK_RETRY}}
 SCRIPT = "<script>alert('x')</script>"
 
 
@@ -53,7 +60,8 @@ def browser() -> Iterator[WebDriver]:
 def fleet(tmp_path: Path, redis_url: str, ledger: Ledger) -> Iterator[tuple[DashboardProcess, Path]]:
     """A worker on queues mail and other (strict priority), and the dashboard, on this test's database."""
     config = write_config(tmp_path / "fleet.yaml", redis_url, ROUTES,
-                          worker={"queues": ["mail", "other"], "concurrency": 20, "block_timeout": "200ms"})
+                          worker={"queues": ["mail", "other"], "concurrency": 20, "block_timeout": "200ms"},
+                          history={"flush_every": "1s"})
     with WorkerProcess(config, env=ledger.env) as worker, DashboardProcess(config) as dash:
         yield dash, config
         assert dash.stop(signal.SIGINT)[0] == 0
@@ -73,6 +81,30 @@ def _open(browser: WebDriver, url: str, shot: str | None = None) -> str:
     return str(browser.page_source)
 
 
+RUNS = 6 + 3 * 2 + 2 * 2   # t.job x6 once each, t.flaky x3 and t.broken x2 twice each
+
+
+def _run_some_jobs(redis_url: str) -> None:
+    """Real runs through the worker, so the overview has history to draw: six succeed, three fail
+    once then succeed, two fail, retry and die; waits until the workers' flushes (every second
+    in this config) have written every run."""
+    with geoq.Client(redis_url) as client:
+        client.enqueue_many([("t.job", {"n": n}, {"queue": "mail"}) for n in range(6)]
+                            + [("t.flaky", {"failures": 1}, {"queue": "mail"})] * 3
+                            + [("t.broken", {}, {"queue": "mail"})] * 2)
+    session = Session(default_config(redis_url))
+
+    def processed() -> int:
+        return sum(m.processed for h in read_history(session, ["mail"], 3600) for m in h.minutes)
+    wait_until(lambda: processed() == RUNS, timeout=30, message=f"{RUNS} runs in the history")
+
+
+def _charted(browser: WebDriver) -> dict[str, int]:
+    """Each series of the overview's first chart (jobs over the window), summed, from its data."""
+    spec = json.loads(browser.find_element(By.CSS_SELECTOR, ".chart").get_attribute("data-chart") or "{}")
+    return {series["label"]: sum(series["values"]) for series in spec["series"]}
+
+
 def _errors(browser: WebDriver) -> list[str]:
     """Console errors since the last call (a CSP violation or a script error shows here)."""
     return [entry["message"] for entry in browser.get_log("browser") if entry["level"] == "SEVERE"
@@ -88,6 +120,7 @@ def test_every_page_loads_draws_its_charts_and_logs_no_error(browser: WebDriver,
          error="HTTPError: 503 from example.com")
     with geoq.Client(redis_url) as client:
         client.enqueue("t.job", {"report": 7}, queue="mail", delay=3600)
+    _run_some_jobs(redis_url)
     _errors(browser)
     pages = {"overview": "/", "queues": "/queues", "workers": "/workers", "scheduled": "/scheduled?queue=mail",
              "dead": "/dead", "group": None, "job": f"/job?id={dead[0].id}"}
@@ -101,6 +134,8 @@ def test_every_page_loads_draws_its_charts_and_logs_no_error(browser: WebDriver,
         assert _errors(browser) == [], name
         if name == "overview":
             assert len(browser.find_elements(By.CSS_SELECTOR, ".chart .uplot")) >= 2   # uPlot drew them
+            assert _charted(browser) == {"processed": RUNS, "failed": 7, "dead": 2}
+            assert "<td>t.flaky</td><td>6</td><td>3</td><td>3</td><td>3</td><td>0</td>" in text
         if name == "job":
             assert "hunter2" not in text
 

@@ -12,7 +12,7 @@ import redis
 import geoq
 from geoq.broker import keys
 from geoq.dashboard import wsgi_app
-from tests.support.dashboard import Http, ServedApp
+from tests.support.dashboard import Http, ServedApp, bury
 
 Serve = Callable[..., Http]
 PAGES = ("/", "/?window=24h", "/?window=7d", "/queues")
@@ -122,6 +122,18 @@ def test_a_bad_page_number_is_400_naming_the_parameter(serve: Serve) -> None:
 def test_a_bad_window_is_400(serve: Serve) -> None:
     answer = serve().get("/?window=2d")
     assert answer.status == 400 and answer.message == "window: expected one of 1h, 24h, 7d, got '2d'"
+
+
+def test_a_cursor_the_groups_layer_refuses_is_400_with_one_line(serve: Serve, redis_client: redis.Redis) -> None:
+    bury(redis_client, "mail", [{"n": 1}])
+    http = serve()
+    fp = re.search(r"fp=([0-9a-z]+)", http.get("/dead?queue=mail").text)
+    assert fp is not None
+    message = "cursor: not one this page gave; start again from the first page"
+    for path in ("/dead?cursor=garbage", "/dead?queue=mail&cursor=1.5%2Fabc%2Fno%20such%7Bqueue",
+                 f"/dead/group?queue=mail&fp={fp.group(1)}&cursor=otherfp%3A1%3Ax"):
+        answer = http.get(path)
+        assert (answer.status, answer.message) == (400, message), path
 
 
 def test_a_bad_queue_name_in_an_action_is_400(serve: Serve) -> None:

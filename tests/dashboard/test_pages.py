@@ -10,6 +10,7 @@ from typing import Callable
 import redis
 
 import geoq
+from geoq.admin import groups
 from geoq.broker import keys
 from tests.support.dashboard import Http, bury
 
@@ -78,6 +79,15 @@ def test_dead_jobs_are_grouped_by_their_error(serve: Serve, redis_client: redis.
     bury(redis_client, "mail", [{"n": 9}], error="KeyError: 'user'")
     text = serve().get("/dead?queue=mail").text
     assert "2 groups" in text and text.count('action="/dead/retry"') == 2 + 1   # + "Retry all of mail"
+
+
+def test_a_filtered_count_over_many_groups_is_shown_as_about(serve: Serve, redis_client: redis.Redis) -> None:
+    many = groups.EXACT_TOTAL + 1
+    bury(redis_client, "mail", [{"n": n} for n in range(many)], [f"t.kind{n}" for n in range(many)])
+    http = serve()
+    assert f"<h2>{many:,} groups</h2>" in http.get("/dead?queue=mail").text   # no filter: counted exactly
+    about = re.search(r"<h2>about ([\d,]+) groups</h2>", http.get("/dead?queue=mail&text=boom").text)
+    assert about is not None and int(about.group(1).replace(",", "")) > groups.EXACT_TOTAL // 2
 
 
 def test_retrying_a_group_puts_its_jobs_back_on_the_ready_list(serve: Serve, redis_client: redis.Redis) -> None:

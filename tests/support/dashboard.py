@@ -159,14 +159,16 @@ def redis_now(client: redis.Redis) -> float:
     return seconds + micros / 1_000_000
 
 
-def bury(client: redis.Redis, queue: str, payloads: Sequence[Any], job_type: str = "t.job",
+def bury(client: redis.Redis, queue: str, payloads: Sequence[Any], job_type: str | Sequence[str] = "t.job",
          error: str = "RuntimeError: boom 7") -> list[Job]:
     """Dead jobs buried the worker's way: each fetched into a processing list, then moved to the
-    dead set by the worker's own settle (dead.lua), with `error` as its last error."""
+    dead set by the worker's own settle (dead.lua), with `error` as its last error. `job_type`:
+    every job's, or one per payload (a group per type: one settle makes many groups)."""
     now = redis_now(client)
+    types = [job_type] * len(payloads) if isinstance(job_type, str) else list(job_type)
     made = []
-    for payload in payloads:
-        job = Job(id=jobs.new_id(queue), type=job_type, queue=queue, payload=payload, attempt=0,
+    for payload, one_type in zip(payloads, types, strict=True):
+        job = Job(id=jobs.new_id(queue), type=one_type, queue=queue, payload=payload, attempt=0,
                   enqueued_at=now - 60, max_retries=0)
         envelope = records.encode(job, records.NO_LIMIT)
         record = records.encode_dead(queue, job, job.id, "max_retries", error, now, traceback=f"Traceback\n  {error}")

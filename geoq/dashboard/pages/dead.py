@@ -9,6 +9,7 @@ from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import parse_qsl, urlsplit
 
 from geoq.admin import groups, render
+from geoq.admin.errors import UsageError
 from geoq.admin.groups import Group
 from geoq.admin.session import Session
 from geoq.dashboard.html import Markup, card, el, table
@@ -27,7 +28,7 @@ def show(s: Session, view: View) -> Response:
     with _cursor_checked():
         found = groups.list_groups(s, [queue] if queue else names, job_type, text, cursor, PAGE_SIZE)
     filters = dict(queue=queue, type=job_type, text=text)
-    title = f"{found.total:,} group{'' if found.total == 1 else 's'}" + (" (about)" if text else "")
+    title = ("about " if found.estimated else "") + f"{found.total:,} group{'' if found.total == 1 else 's'}"
     body = [card("Filter", _filters(view, names, queue, job_type or "", text or "")),
             card(title, table(("Jobs", "Error", "Queue", "Type", "First seen", "Last seen", ""),
                               [_group_row(view, g) for g in found.groups], empty="no dead job matches"),
@@ -45,11 +46,14 @@ def _cursor(view: View) -> str | None:
 
 @contextmanager
 def _cursor_checked() -> Iterator[None]:
-    """A cursor the groups layer cannot read (edited, or from an older version) is a 400, not a 500."""
+    """A cursor the groups layer refuses (edited, from an older version, or another group's) is a
+    400 with one line, not a 500; the refused text is not echoed back. A cursor is the only
+    argument these calls take from the request that the groups layer checks (the page's limit is
+    fixed), so its UsageError is the cursor's."""
     try:
         yield
-    except ValueError as e:
-        raise bad_request(f"cursor: not one this page gave ({e}); start again from the first page") from None
+    except UsageError:
+        raise bad_request("cursor: not one this page gave; start again from the first page") from None
 
 
 def _filters(view: View, names: Sequence[str], queue: str, job_type: str, text: str) -> Markup:
@@ -103,7 +107,8 @@ def show_group(s: Session, view: View) -> Response:
                              [_job_row(view, r, here) for r in found], empty="no dead job left in this group"),
                 cursor_pager(view, "/dead/group", next_cursor, cursor is None, queue=queue, fp=fingerprint),
                 extra=extra)
-    back = el("p", link(view, "← every group of " + queue, "/dead", queue=queue), class_="crumbs")
+    back = el("p", link(view, "← every group of " + queue, "/dead", queue=queue), " · fingerprint ",
+              el("code", fingerprint), class_="crumbs")
     return html(page(view, f"Dead jobs of one group in {queue}", back, body))
 
 

@@ -61,7 +61,8 @@ def _row(view: View, r: QueueRow) -> list[Any]:
               else view.action("/queues/pause", "Pause", {"queue": d.queue}))
     purge = view.action("/queues/purge", "Purge", {"queue": d.queue}, danger=True,
                         confirm=f"Delete every waiting (ready and scheduled) job of {d.queue}?")
-    return [el("strong", d.queue), state, f"{d.ready:,}", link(view, f"{d.scheduled:,}", "/scheduled", queue=d.queue),
+    scheduled = link(view, f"{d.scheduled:,}", "/scheduled", queue=d.queue) if d.scheduled else "0"
+    return [el("strong", d.queue), state, f"{d.ready:,}", scheduled,
             f"{d.processing:,}", _dead_link(view, d), ago(r.oldest), view.actions(toggle, purge)]
 
 

@@ -12,13 +12,25 @@
     };
   }
 
+  // A value with no value either side draws no line: mark it with a point, or a minute of
+  // waits between empty minutes would not show at all (uPlot: points.filter gives the indices).
+  function isolated(u, si, show) {
+    if (show) return null;
+    var v = u.data[si], out = [];
+    for (var i = 0; i < v.length; i++) {
+      if (v[i] != null && (i === 0 || v[i - 1] == null) && (i === v.length - 1 || v[i + 1] == null)) out.push(i);
+    }
+    return out.length ? out : null;
+  }
+
   function draw(el) {
     var spec = JSON.parse(el.getAttribute("data-chart"));
     var data = [spec.x].concat(spec.series.map(function (s) { return s.values; }));
     var series = [{}].concat(spec.series.map(function (s, i) {
       return { label: s.label, stroke: COLORS[i % COLORS.length], width: 1.6, value: fmt(spec.unit),
                fill: i === 0 && spec.unit !== "s" ? "rgba(62,99,221,0.08)" : undefined, spanGaps: false,
-               points: { show: spec.x.length <= 30 } };
+               points: { show: spec.x.length <= 30, filter: isolated, size: 7,
+                         fill: COLORS[i % COLORS.length] } };
     }));
     var opts = {
       width: Math.max(300, el.clientWidth), height: el.classList.contains("small") ? 170 : 230,
@@ -26,7 +38,7 @@
       axes: [{ stroke: "#667085", grid: { stroke: "#eef0f4" } },
              { stroke: "#667085", grid: { stroke: "#eef0f4" }, size: 60,
                values: function (u, vals) { return vals.map(function (v) { return fmt(spec.unit)(u, v); }); } }],
-      scales: { y: { range: function (u, lo, hi) { return [0, Math.max(hi || 0, spec.unit === "s" ? 0.01 : 1)]; } } }
+      scales: { y: { range: function (u, lo, hi) { return [0, Math.max((hi || 0) * 1.1, spec.unit === "s" ? 0.01 : 1)]; } } }
     };
     el.textContent = "";
     var plot = new uPlot(opts, data, el);
