@@ -149,11 +149,12 @@ def test_the_workers_page_lists_registered_workers(serve: Serve, redis_client: r
 
 def test_the_overview_charts_each_window_at_its_resolution(serve: Serve) -> None:
     http = serve(worker={"queues": ["mail", "other"]})
-    for window, points in (("1h", 60), ("24h", 144), ("7d", 168)):
-        charts = [json.loads(html.unescape(raw)) for raw in re.findall(r'data-chart="([^"]+)"', http.get(
-            f"/?window={window}").text)]
+    for window, points, title in (("1h", 60, "minute"), ("24h", 144, "10 minutes"), ("7d", 168, "hour")):
+        text = http.get(f"/?window={window}").text
+        charts = [json.loads(html.unescape(raw)) for raw in re.findall(r'data-chart="([^"]+)"', text)]
+        assert f"<h2>Jobs per {title}</h2>" in text
         assert len(charts) == 3   # throughput, then the wait of each queue
-        assert all(points // 2 < len(c["x"]) <= points for c in charts), window   # history.downsample's points
+        assert all(points // 2 < len(c["x"]) <= points for c in charts), window   # read_history's step
         assert [s["label"] for s in charts[0]["series"]] == ["processed", "failed", "dead"]
         assert [s["label"] for s in charts[1]["series"]] == ["p50", "p95", "p99"]
 

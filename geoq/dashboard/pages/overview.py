@@ -76,7 +76,9 @@ def _windows(view: View, current: str) -> Markup:
 
 def _bucket_name(since: int, points: int) -> str:
     step = since // points
-    return "minute" if step <= 60 else f"{step // 60} minutes" if step < 3600 else f"{step // 3600} hour"
+    if step <= 60:
+        return "minute"
+    return f"{step // 60} minutes" if step < 3600 else "hour" if step < 7200 else f"{step // 3600} hours"
 
 
 def _chart(spec: dict[str, Any]) -> Markup:
