@@ -46,11 +46,11 @@ def test_a_job_moved_by_a_fetch_left_blocked_in_redis_after_its_connection_dropp
         redis_server, redis_db, redis_url, redis_client, ledger, workers):
     # A long block, so that Redis still holds the orphaned fetch when the job arrives.
     with TcpProxy(redis_server.port) as proxy:
+        # The idle worker's first fetch reaches Redis, then its connection drops on the worker's side only.
+        # The BLMOVE command as sent (RESP), not the fetch script's text, which names it too.
+        proxy.drop_client(request_contains=b"$6\r\nBLMOVE\r\n")
         worker = workers.start(proxy.url_for(redis_db), worker={"block_timeout": "5s"})
         worker_id = workers.id_of(redis_client, worker)
-        wait_until(lambda: len(workers.blocked_fetches(redis_client)) == 1, message="the idle worker blocks in Redis")
-        # The next fetch reaches Redis, then its connection drops on the worker's side only.
-        proxy.drop_client(request_contains=b"BLMOVE")
         assert proxy.wait_cut(timeout=15), worker.log()
         # The worker saw the error, reconciled and blocks again, next to the fetch Redis still holds.
         wait_until(lambda: len(workers.blocked_fetches(redis_client)) == 2, message="orphaned and new fetch both blocked")
@@ -58,6 +58,7 @@ def test_a_job_moved_by_a_fetch_left_blocked_in_redis_after_its_connection_dropp
         wait_until(lambda: ledger.succeeded()[job.id] >= 1, timeout=15,
                    message=f"the job the orphaned fetch moved into {worker_id}'s processing list ran")
         assert worker.stop() == 0, worker.log()
+    assert "found 1 jobs in this worker's processing list of queue default" in worker.log()
     assert ledger.assert_accounted_for([job.id], in_flight_at_fault=0) == 0
     assert_settled(redis_client, ["default"])
 
