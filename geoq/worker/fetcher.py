@@ -90,9 +90,10 @@ class Fetcher:
                 continue
             try:
                 if self._check_due():
-                    self._reconcile()
-                self._read_paused()
-                self._round(free)
+                    self._reconcile()   # the strays it runs take slots: the next turn counts them again
+                else:
+                    self._read_paused()
+                    self._round(free)
             except BrokerError as e:
                 self._fetch_failed(e)
             else:
@@ -193,6 +194,7 @@ class Fetcher:
         none is; after that every job in the list is either running here or a stray.
         """
         self.join_waiters(timeout=None)
+        room, left = self.pool.free_count(), 0
         for queue in self.queues:
             # What we hold is read before the list: a job settled while the list is read is in
             # neither, or only in the copy of what we hold, never taken for a stray.
@@ -200,14 +202,26 @@ class Fetcher:
             strays = Counter(self.broker.processing(queue, self.worker_id))
             strays.subtract(held)
             found = list(strays.elements())
-            if found:
-                log.warning("found %d jobs in this worker's processing list of queue %s that it does not run "
-                            "(a fetch reply or an ack lost to a Redis fault); running them", len(found), queue)
-                self.dispatch(queue, found, True)
+            ran = self._run_strays(queue, found, room)
+            room, left = room - ran, left + len(found) - ran
         self._checked_once = True
-        self._next_check = time.monotonic() + CHECK_EVERY
+        # Strays beyond the free slots stay in the list: the next check, once a slot is free, runs more.
+        self._next_check = time.monotonic() + (0.0 if left else CHECK_EVERY)
         if time.monotonic() > self._unsure_until:
             self._unsure_until = 0.0
+
+    def _run_strays(self, queue: str, found: list[bytes], room: int) -> int:
+        """Run as many of these strays as the pool has room for (a failover can undo more acks
+        than the pool holds); how many."""
+        if not found:
+            return 0
+        now = found[:max(0, room)]
+        log.warning("found %d jobs in this worker's processing list of queue %s that it does not run "
+                    "(a fetch reply or an ack lost to a Redis fault); running %s", len(found), queue,
+                    "them" if len(now) == len(found) else f"{len(now)} of them now, the rest as slots free up")
+        if now:
+            self.dispatch(queue, now, True)
+        return len(now)
 
     def _fetch_failed(self, error: BrokerError) -> None:
         self.failed_at = time.monotonic()

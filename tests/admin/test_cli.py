@@ -58,9 +58,19 @@ def test_stats_prints_an_aligned_table_and_says_when_the_dead_list_was_trimmed(c
     assert any("dead list of default" in line and "5 oldest dead jobs were dropped" in line for line in lines)
 
 
+def _ctrl_c_acts() -> None:
+    """In the child before exec: SIGINT's default action, as a shell at a terminal gives its commands.
+
+    A run started in the background by a shell without job control (`cmd &`) ignores SIGINT, and
+    an ignored signal stays ignored across fork and exec: stats --watch would then, rightly, not
+    hear the Ctrl-C this test sends it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_stats_watch_refreshes_until_interrupted_and_then_exits_0(redis_url):
     proc = subprocess.Popen([sys.executable, str(GEOQ), "--redis-url", redis_url, "stats", "--watch", "0.05",
-                             "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
+                             "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(),
+                            preexec_fn=_ctrl_c_acts)
     try:
         refreshes = [json.loads(proc.stdout.readline()) for _ in range(3)]
         proc.send_signal(signal.SIGINT)

@@ -46,11 +46,11 @@ def test_a_job_moved_by_a_fetch_left_blocked_in_redis_after_its_connection_dropp
         redis_server, redis_db, redis_url, redis_client, ledger, workers):
     # A long block, so that Redis still holds the orphaned fetch when the job arrives.
     with TcpProxy(redis_server.port) as proxy:
+        # The idle worker's first fetch reaches Redis, then its connection drops on the worker's side only.
+        # The BLMOVE command as sent (RESP), not the fetch script's text, which names it too.
+        proxy.drop_client(request_contains=b"$6\r\nBLMOVE\r\n")
         worker = workers.start(proxy.url_for(redis_db), worker={"block_timeout": "5s"})
         worker_id = workers.id_of(redis_client, worker)
-        wait_until(lambda: len(workers.blocked_fetches(redis_client)) == 1, message="the idle worker blocks in Redis")
-        # The next fetch reaches Redis, then its connection drops on the worker's side only.
-        proxy.drop_client(request_contains=b"BLMOVE")
         assert proxy.wait_cut(timeout=15), worker.log()
         # The worker saw the error, reconciled and blocks again, next to the fetch Redis still holds.
         wait_until(lambda: len(workers.blocked_fetches(redis_client)) == 2, message="orphaned and new fetch both blocked")
@@ -58,6 +58,7 @@ def test_a_job_moved_by_a_fetch_left_blocked_in_redis_after_its_connection_dropp
         wait_until(lambda: ledger.succeeded()[job.id] >= 1, timeout=15,
                    message=f"the job the orphaned fetch moved into {worker_id}'s processing list ran")
         assert worker.stop() == 0, worker.log()
+    assert "found 1 jobs in this worker's processing list of queue default" in worker.log()
     assert ledger.assert_accounted_for([job.id], in_flight_at_fault=0) == 0
     assert_settled(redis_client, ["default"])
 
@@ -81,4 +82,31 @@ def test_a_job_whose_ack_redis_lost_without_an_error_is_found_in_the_processing_
     assert worker.stop() == 0, worker.log()
     assert "found 1 jobs in this worker's processing list of queue default" in worker.log()
     assert ledger.assert_accounted_for([job.id], in_flight_at_fault=0) == 0
+    assert_settled(redis_client, ["default"])
+
+
+def test_more_jobs_found_in_the_processing_list_than_free_slots_all_run_as_slots_free_up(
+        redis_url, redis_client, ledger, workers):
+    """A failover can undo more acks than the pool holds: the worker runs what fits, the rest as
+    slots free up, and goes on fetching."""
+    client = geoq.Client(redis_url)
+    worker = workers.start(redis_url, worker={"concurrency": 4})
+    worker_id = workers.id_of(redis_client, worker)
+    jobs = client.enqueue_many([("f.sleep", {"sleep": 0.3}, {"delay": 3600}) for _ in range(10)])
+    k = keys.queue_keys("default")
+    envelopes = redis_client.zrange(k.scheduled, 0, -1)
+    with redis_client.pipeline(transaction=True) as undo:  # as if fetched, run, and their acks undone
+        undo.zrem(k.scheduled, *envelopes)
+        undo.rpush(k.processing(worker_id), *envelopes)
+        undo.execute()
+    ids = [j.id for j in jobs]
+    wait_until(lambda: set(ledger.succeeded()) >= set(ids), timeout=CHECK_EVERY + 20,
+               message="the jobs left in the processing list were not all run")
+    later = client.enqueue("f.sleep", {})
+    wait_until(lambda: ledger.succeeded()[later.id] == 1, timeout=15, message="the worker fetches again")
+    assert worker.stop() == 0, worker.log()
+    log = worker.log()
+    assert "found 10 jobs in this worker's processing list of queue default" in log, log
+    assert "running 4 of them now, the rest as slots free up" in log, log
+    assert ledger.assert_accounted_for(ids + [later.id], in_flight_at_fault=0) == 0
     assert_settled(redis_client, ["default"])

@@ -31,12 +31,12 @@ def test_stats_shows_a_limited_routes_rate_slots_in_use_and_paused_keys(redis_ur
     spec = limit_spec("l.shown", load_config(config).routes["l.shown"].limits)
     LimitBroker(redis_client, Scripts()).pause(spec, "paused-key", 60)
     client = geoq.Client(redis_url)
-    jobs = client.enqueue_many([("l.shown", {"sleep": 1.0, "k": f"k{i % 4}"}) for i in range(40)])
+    jobs = client.enqueue_many([("l.shown", {"sleep": 1.0, "k": f"k{i % 4}"}) for i in range(20)])
     held = client.enqueue("l.shown", {"k": "paused-key"})
     with WorkerProcess(config, env=ledger.env) as worker:
         shown = wait_until(lambda: stats(config)["limits"]["l.shown"]["slots_in_use"] > 0 and stats(config),
                            timeout=30, message="slots in use to show")
-        wait_until(lambda: ledger.client.llen("ledger:runs") >= 40, timeout=60, message="the jobs to run")
+        wait_until(lambda: ledger.client.llen("ledger:runs") >= 20, timeout=60, message="the jobs to run")
         assert client.status(held.id).state == "scheduled"   # its key is paused: it waits
         text = run_geoq("-c", str(config), "stats").stdout
         assert worker.stop() == 0, worker.log()

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator, Sequence
+
 import pytest
 import redis
 
 import geoq
 from tests.scale.conftest import ROUTES
-from tests.support.keyspace import Places, assert_settled, places
+from tests.support.keyspace import assert_settled, places
+from tests.support.ledger import Ledger
 from tests.support.sentinel import LocalSentinel
 from tests.support.waiting import wait_until
 from tests.support.worker_process import WorkerProcess, run_worker_once, write_config
@@ -31,24 +35,47 @@ def master_client(sentinel: LocalSentinel) -> redis.Redis:
     return redis.Redis(host=host, port=port, socket_timeout=5)
 
 
-def wait_drained(sentinel: LocalSentinel) -> None:
+def wait_drained(sentinel: LocalSentinel, worker: WorkerProcess) -> None:
     """Until the jobs delivered again after a failover (their acks were lost) have run too.
 
     Every id having succeeded once is not enough before a stop: a second delivery still
     running would be handed back and show up as ready.
     """
-    seen: list[Places] = []
-
     def drained() -> bool:
         with master_client(sentinel) as client:
-            seen[:] = [places(client, ["default"])]
-        return all(seen[0].total(kind) == 0 for kind in ("ready", "scheduled", "processing", "live_states"))
+            found = places(client, ["default"])
+        return all(found.total(kind) == 0 for kind in ("ready", "scheduled", "processing", "live_states"))
 
-    try:
+    with explained(sentinel, worker):
         wait_until(drained, timeout=60, interval=0.1, message="the jobs delivered again did not finish",
                    ignore=(redis.ConnectionError, redis.TimeoutError))
+
+
+@contextlib.contextmanager
+def explained(sentinel: LocalSentinel, worker: WorkerProcess, ids: Sequence[str] = (),
+              ledger: Ledger | None = None) -> Iterator[None]:
+    """A failed wait inside says where the jobs are: what the master holds, the jobs that never
+    succeeded, and the end of the worker's log."""
+    try:
+        yield
     except AssertionError as e:
-        raise AssertionError(f"{e}; where the jobs were last: {seen}") from None
+        raise AssertionError(f"{e}\n{where_jobs_are(sentinel, worker, ids, ledger)}") from None
+
+
+def where_jobs_are(sentinel: LocalSentinel, worker: WorkerProcess, ids: Sequence[str], ledger: Ledger | None) -> str:
+    lines = []
+    try:
+        with master_client(sentinel) as client:
+            lines.append(f"places: {places(client, ['default'])}")
+            lines.append("processing lists: " + str({k.decode(): client.llen(k) for k in
+                                                     client.scan_iter(match="geoq:{default}:processing:*")}))
+    except redis.RedisError as e:
+        lines.append(f"master unreadable: {e!r}")
+    if ledger is not None:
+        missing = sorted(set(ids) - set(ledger.succeeded()))
+        lines.append(f"{len(missing)} jobs never succeeded, e.g. {missing[:5]}")
+    tail = "\n".join(worker.log().splitlines()[-40:])
+    return "\n".join(lines) + f"\nthe worker's log ends:\n{tail}"
 
 
 def test_the_master_killed_mid_run_the_worker_follows_the_promoted_replica_and_no_job_is_lost(ledger, tmp_path):
@@ -60,8 +87,9 @@ def test_the_master_killed_mid_run_the_worker_follows_the_promoted_replica_and_n
             assert sentinel.master.client().llen("geoq:{default}:ready") > 0, "drained before the kill"
             sentinel.master.kill()
             sentinel.wait_for_failover()
-            ledger.wait_for_ids(ids, timeout=120, message="not every job completed after the failover")
-            wait_drained(sentinel)
+            with explained(sentinel, worker, ids, ledger):
+                ledger.wait_for_ids(ids, timeout=120, message="not every job completed after the failover")
+            wait_drained(sentinel, worker)
             assert worker.stop() == 0, worker.log()
         duplicates = ledger.assert_each_ran(ids, exactly_once=False)
         assert duplicates <= CONCURRENCY, duplicates
@@ -85,8 +113,9 @@ def test_a_switchover_while_the_worker_is_busy_loses_no_job_and_the_producer_fol
             wait_until(lambda: sentinel.master_address() != first, timeout=30, message="no switchover")
             wait_until(lambda: _replica_in_sync(first), timeout=30, message="the old master demoted")
             late = [_enqueue_until_stored(producer, f"default:late-{i}") for i in range(100)]
-            ledger.wait_for_ids(busy + late, timeout=120, message="not every job completed after the switchover")
-            wait_drained(sentinel)
+            with explained(sentinel, worker, busy + late, ledger):
+                ledger.wait_for_ids(busy + late, timeout=120, message="not every job completed after the switchover")
+            wait_drained(sentinel, worker)
             assert worker.stop() == 0, worker.log()
         producer.close()
         ledger.assert_each_ran(busy + late, exactly_once=False)

@@ -235,10 +235,16 @@ def _assert_refused(config: Path, words: str) -> None:
     worker = run_worker_once(config, timeout=30)
     cli = geoq_cli(config, "stats")
     for name, done in (("geoq-worker", worker), ("geoq", cli)):
-        lines = done.stderr.strip().splitlines()
+        lines = _without_stall_reports(done.stderr)
         assert done.returncode == 2, (name, done.returncode, done.stderr[-2000:])
         assert len(lines) == 1 and lines[0].startswith(f"{name}: ") and words in lines[0], (name, done.stderr)
         assert PASSWORD not in done.stderr and "Traceback" not in done.stderr
+
+
+def _without_stall_reports(stderr: str) -> list[str]:
+    """stderr's lines but the worker's hub-stall reports: on a loaded machine, loading the CA store for
+    the first TLS connection can hold the hub past the stall threshold, and the worker rightly says so."""
+    return [line for line in stderr.strip().splitlines() if "hub blocked for about" not in line]
 
 
 def test_a_cluster_over_mutual_tls_with_the_acl_user_runs_jobs_on_every_master(certs, ledger, tmp_path, monkeypatch):
