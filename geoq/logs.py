@@ -22,7 +22,7 @@ from typing import Any
 from geoq.config import LoggingConfig
 from geoq.job import Job
 from geoq.middleware import Middleware
-from geoq.outcome import DEAD, INTERRUPTED, RETRY, Outcome
+from geoq.outcome import DEAD, INTERRUPTED, RETRY, SUCCEEDED, Outcome
 
 FIELDS = "geoq"          # the LogRecord attribute holding a line's structured fields
 ERROR_CHARS = 500        # an error message is cut to this, so a line stays a line
@@ -66,7 +66,10 @@ class JobLog(Middleware):
         self.log = logger or logging.getLogger(JOB_LOGGER)
 
     def after_run(self, job: Job, outcome: Outcome) -> None:
-        if outcome.state == INTERRUPTED:
+        state = outcome.state
+        if state == SUCCEEDED and not self.log.isEnabledFor(logging.INFO):
+            return   # most runs, at level warning: one level check (logging caches it), nothing read or built
+        if state == INTERRUPTED:
             return
         if outcome.ran:
             log_outcome(self.log, job, outcome)
