@@ -47,12 +47,17 @@ class Outcome:
     @property
     def label(self) -> str:
         """The outcome's word in metrics and log lines: succeeded, retried, dead, interrupted."""
-        return _LABELS.get(self.state, self.state)
+        return label_of(self.state)
 
     @property
     def ran(self) -> bool:
         """False for a job buried as fetched, without a run (undecodable, unknown type, oversize)."""
         return not (self.state == DEAD and self.reason in UNRUN)
+
+
+def label_of(state: str) -> str:
+    """Outcome.label of an outcome in `state`: for callers that key by state on every job."""
+    return _LABELS.get(state, state)
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,8 +78,8 @@ class Judge:
                 done = records.encode_done("succeeded", job.attempt, job.last_error, result, None, job.type)
             except (TypeError, ValueError) as e:
                 error, result = InvalidJob(f"handler returned a result that is not JSON: {e}"), None
-        if error is None:
-            return classify(job, route.retry, None, result, duration=duration), done
+        if error is None:   # classify's first case, without its call: most runs succeed
+            return Outcome(SUCCEEDED, result=result, duration=duration), done
         trace = trace if trace is not None else tracebacks.format_failure(error)
         return classify(job, route.retry, error, traceback=trace, duration=duration), done
 

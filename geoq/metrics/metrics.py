@@ -22,7 +22,7 @@ from geoq.job import Job
 from geoq.metrics.depth import DepthCollector
 from geoq.metrics.tallies import Buckets, Count, CounterFamily, HistogramFamily
 from geoq.middleware import HOOKS, Middleware, WorkerInfo
-from geoq.outcome import INTERRUPTED, Outcome
+from geoq.outcome import DEAD, INTERRUPTED, UNRUN, Outcome, label_of
 
 if TYPE_CHECKING:
     from geoq.broker.broker import Broker
@@ -160,16 +160,23 @@ class Metrics(Middleware):
         self._now = worker.now
 
     def before_run(self, job: Job) -> None:
-        self.observe_start(job, self._now())   # both times Redis's: no host's clock error
+        """observe_start with Redis's time (both times Redis's: no host's clock error), its body
+        here rather than called, the due or enqueue time read once from the fields: this runs for
+        every job, and each Python call or property costs it some hundreds of instructions."""
+        ready = job.enqueued_at if job.due_at is None else job.due_at
+        if ready > 0:
+            series = self._waits.get(job.queue) or self._wait_of(job.queue)
+            series.observe(max(0.0, self._now() - ready))  # producers' clocks may run ahead
 
     def after_run(self, job: Job, outcome: Outcome) -> None:
         """One delivery ended: a run (its duration observed too) or a burial as fetched."""
-        if outcome.state == INTERRUPTED:
+        state = outcome.state   # keyed by state, not Outcome.label, and Outcome.ran read as its fields: no calls
+        if state == INTERRUPTED:
             return  # not an outcome of the job: it is back in its queue
-        key = (job.type, job.queue, outcome.label)
+        key = (job.type, job.queue, state)
         count = self._counts.get(key) or _remember(self._counts, key, self._count_of(*key))
         count.inc()
-        if outcome.ran:  # a series only for jobs that ran: a burial as fetched has no duration
+        if state != DEAD or outcome.reason not in UNRUN:  # ran: a burial as fetched has no duration
             pair = key[:2]
             duration = self._durations.get(pair) or _remember(self._durations, pair, self._duration_of(*pair))
             duration.observe(max(0.0, outcome.duration))
@@ -177,11 +184,14 @@ class Metrics(Middleware):
     # The series of a (type, queue[, outcome]) are looked up once, then kept: labels() builds
     # tuples and maps unknown names on every call, and this runs for every job.
 
-    def _count_of(self, job_type: str, queue: str, label: str) -> Count:
-        return self.jobs.labels(self.type_label(job_type), self.queue_label(queue), label)
+    def _count_of(self, job_type: str, queue: str, state: str) -> Count:
+        return self.jobs.labels(self.type_label(job_type), self.queue_label(queue), label_of(state))
 
     def _duration_of(self, job_type: str, queue: str) -> Buckets:
         return self.duration.labels(self.type_label(job_type), self.queue_label(queue))
+
+    def _wait_of(self, queue: str) -> Buckets:
+        return _remember(self._waits, queue, self.wait.labels(self.queue_label(queue)))
 
     def buried(self, queue: str, job_type: str | None) -> None:
         """A job buried outside any run: a dead worker's, by this worker's reaper after
@@ -214,8 +224,7 @@ class Metrics(Middleware):
         if job.ready_at <= 0:
             return
         waited = (time.time() if now is None else now) - job.ready_at
-        series = self._waits.get(job.queue) or _remember(self._waits, job.queue,
-                                                         self.wait.labels(self.queue_label(job.queue)))
+        series = self._waits.get(job.queue) or self._wait_of(job.queue)
         series.observe(max(0.0, waited))  # producers' clocks may run ahead
 
     # -- labels --------------------------------------------------------------------------------

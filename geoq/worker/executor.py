@@ -74,7 +74,10 @@ class Executor(Judge):
                 self.events.after_run(job, Outcome(RETRY, describe(error), duration=time.monotonic() - started,
                                                    delay=paused.delay, exception=error))
                 return
-        outcome, done = self._judge(job, route, error, result, time.monotonic() - started)
+        if isinstance(error, gevent.Timeout):
+            outcome, done = self._timed_out(job, route, error, time.monotonic() - started)
+        else:   # judged with no call between: this runs for every job
+            outcome, done = self.judge(job, route, error, result, time.monotonic() - started)
         self.settle(p.queue, self.settlement(p, job, outcome, done))
         self.events.after_run(job, outcome)
 
@@ -102,15 +105,12 @@ class Executor(Judge):
         self.settle(p.queue, Cancelled(p.envelope, job.id, done, unique_of(job)))
         self.events.after_run(job, Outcome(CANCELLED, duration=duration))
 
-    def _judge(self, job: Job, route: Route, error: BaseException | None, result: Any,
-               duration: float) -> tuple[Outcome, bytes]:
+    def _timed_out(self, job: Job, route: Route, error: gevent.Timeout, duration: float) -> tuple[Outcome, bytes]:
         """Judge (geoq.runs) with the timer's expiry made JobTimeout, its traceback kept."""
-        if not isinstance(error, gevent.Timeout):
-            return self.judge(job, route, error, result, duration)
         trace = tracebacks.format_failure(error)  # a timeout's shows where the handler was
         judged = JobTimeout(job.timeout or route.timeout)
         judged.__cause__ = error
-        return self.judge(job, route, judged, result, duration, trace)
+        return self.judge(job, route, judged, None, duration, trace)
 
     def _call(self, job: Job, route: Route) -> tuple[BaseException | None, Any]:
         """The handler's result or exception; the middleware's before_run runs under the same timer."""
