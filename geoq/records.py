@@ -51,7 +51,7 @@ import json
 import re
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from geoq.errors import InvalidJob, PayloadTooLarge
 from geoq.job import Job, JobControl, JobStatus
@@ -63,6 +63,9 @@ NO_LIMIT = 2 ** 31  # max_size for a job already stored: the worker enforces the
 _EMPTY: Mapping[str, Any] = MappingProxyType({})  # a job's meta or options when it has none: shared, read-only
 # json.dumps builds a new encoder for every call with options; jobs are encoded on every run.
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+# json.loads is three Python calls and two whitespace matches around this C scanner; envelopes
+# are read on every run. The scanner is json's own (its default decoder's), so values are the same.
+_SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 # --- envelope ---------------------------------------------------------------------------------
@@ -128,12 +131,22 @@ def decode(raw: bytes, queue: str) -> Job:
 def parse(raw: bytes) -> dict[str, Any]:
     """An envelope's JSON object, not yet checked to be a job; InvalidJob 'undecodable' or 'not_a_job'."""
     try:
-        body = json.loads(raw.decode("utf-8"))
+        body = _loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         raise _invalid("undecodable", f"bytes are not UTF-8 JSON: {e}") from e
     if not isinstance(body, dict):
         raise _invalid("not_a_job", f"JSON {type(body).__name__} is not a job object")
     return body
+
+
+def _loads(text: str) -> Any:
+    """json.loads(text): the scanner alone when the text is one JSON value with nothing around it
+    (every envelope geoq writes); json.loads otherwise, so any other text and every error are its."""
+    try:
+        value, end = _SCAN(text, 0)
+    except (StopIteration, ValueError):
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
 
 
 def from_body(body: dict[str, Any], queue: str, *, run: bool = False,

@@ -60,6 +60,19 @@ def test_bad_bytes_are_rejected_with_the_reason(raw, reason):
     assert info.value.reason == reason
 
 
+@pytest.mark.parametrize("text", [
+    '{"i":"a","t":"b"}', ' {"i":"a","t":"b"}', '{"i":"a","t":"b"}\n', '{"i":"a"}x', '', '[1,2]', '7',
+    '{"a":NaN}', '{"a":1', '{"a":1}{"b":2}', '\ufeff{}', '{"a":1e400,"b":[1,2.5,null,true,"\\u00e9"]}',
+])
+def test_an_envelope_reads_as_json_loads_reads_it_value_and_error(text):
+    def read(loads):
+        try:
+            return "value", loads(text)
+        except ValueError as e:
+            return "error", type(e).__name__, str(e)
+    assert repr(read(records._loads)) == repr(read(json.loads))
+
+
 def test_generated_ids_name_their_queue_and_are_unique():
     ids = {jobs.new_id("bulk") for _ in range(1000)}
     assert len(ids) == 1000
