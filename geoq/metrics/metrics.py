@@ -160,9 +160,9 @@ class Metrics(Middleware):
         self._now = worker.now
 
     def before_run(self, job: Job) -> None:
-        """observe_start with Redis's time (both times Redis's: no host's clock error), its body
-        here rather than called, the due or enqueue time read once from the fields: this runs for
-        every job, and each Python call or property costs it some hundreds of instructions."""
+        """A run starts: its wait since the job could first run (enqueue, or due time when delayed
+        or retried), both times Redis's (no host's clock error). The due or enqueue time is read
+        from the fields, not Job.ready_at: this runs for every job."""
         ready = job.enqueued_at if job.due_at is None else job.due_at
         if ready > 0:
             series = self._waits.get(job.queue) or self._wait_of(job.queue)
@@ -218,14 +218,6 @@ class Metrics(Middleware):
 
     def blocked(self, seconds: float) -> None:
         self.hub_blocked.inc(max(0.0, seconds))
-
-    def observe_start(self, job: Job, now: float | None = None) -> None:
-        """A run starts: its wait since the job could first run (enqueue, or due time when delayed or retried)."""
-        if job.ready_at <= 0:
-            return
-        waited = (time.time() if now is None else now) - job.ready_at
-        series = self._waits.get(job.queue) or self._wait_of(job.queue)
-        series.observe(max(0.0, waited))  # producers' clocks may run ahead
 
     # -- labels --------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from geoq.broker.liveness import Registry
 from geoq.config import default_config
 from geoq.job import Job
 from geoq.metrics import UNKNOWN, Metrics
+from geoq.middleware import WorkerInfo
 from geoq.outcome import CANCELLED, DEAD, RETRY, SUCCEEDED, Outcome
 from tests.metrics.conftest import families, sample
 from tests.support.keyspace import places
@@ -83,7 +84,7 @@ def broker(redis_url: str) -> Broker:
 def test_every_designed_metric_is_exposed_with_exactly_its_labels(metrics: Metrics, broker: Broker) -> None:
     metrics.watch_depths(broker)
     metrics.fetched(3)
-    metrics.observe_start(job(attempt=1, enqueued_at=1.0))
+    metrics.before_run(job(attempt=1, enqueued_at=1.0))
     exposed: dict[str, set[str]] = {}
     for family in families(scrape(metrics)).values():
         for s in family.samples:
@@ -172,10 +173,16 @@ def test_the_other_hooks_move_their_counters(metrics: Metrics) -> None:
     assert sample(text, "geoq_hub_blocked_seconds_total") == 1.25
 
 
+def starts_at(metrics: Metrics, started: Job, now: float) -> None:
+    """before_run of `started` with a worker's clock reading `now`."""
+    metrics.worker_started(WorkerInfo("w", ("default",), 50, lambda: now, lambda: 3))
+    metrics.before_run(started)
+
+
 def test_wait_is_observed_from_enqueue_or_from_the_due_time_of_a_delayed_or_retried_run(metrics: Metrics) -> None:
-    metrics.observe_start(job(attempt=1, enqueued_at=100.0), now=102.5)
-    metrics.observe_start(job(attempt=2, enqueued_at=100.0, due_at=149.0), now=150.0)   # a retry: from its due time
-    metrics.observe_start(job(attempt=1, enqueued_at=200.0), now=199.0)   # a producer's clock ahead: 0, not < 0
+    starts_at(metrics, job(attempt=1, enqueued_at=100.0), now=102.5)
+    starts_at(metrics, job(attempt=2, enqueued_at=100.0, due_at=149.0), now=150.0)   # a retry: from its due time
+    starts_at(metrics, job(attempt=1, enqueued_at=200.0), now=199.0)   # a producer's clock ahead: 0, not < 0
     text = scrape(metrics)
     assert sample(text, "geoq_job_wait_seconds_count", queue="default") == 3
     assert sample(text, "geoq_job_wait_seconds_sum", queue="default") == 3.5
