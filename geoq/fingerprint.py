@@ -18,6 +18,8 @@ import json
 import re
 from dataclasses import dataclass
 
+from geoq.records import json_object
+
 SEPARATOR = "\x1f"   # between the digest's parts: a character no part holds in practice
 DIGEST_CHARS = 16    # 64 bits: ~250 groups per queue collide with odds of 1 in 10^15
 MAX_TITLE = 300      # characters of masked message kept (and digested): the rest is detail
@@ -118,12 +120,7 @@ def error_parts(reason: str, error: str) -> tuple[str, str]:
 def title_of_record(queue: str, record: bytes) -> Title:
     """The group of a dead record (geoq.records.encode_dead's JSON, or any bytes: a record that
     is not a JSON object groups as reason "unknown")."""
-    try:
-        body = json.loads(record)
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        body = {}
+    body = json_object(record)
     return title(queue, _text(body.get("type")), _text(body.get("reason")) or "", _text(body.get("error")) or "")
 
 

@@ -371,11 +371,17 @@ class DeadRecord:
 
 def decode_dead(queue: str, member: bytes, died_at: float) -> DeadRecord:
     """The record in a dead-set member; a member that is not a JSON object reads as an empty record."""
+    return DeadRecord(queue, member, died_at, json_object(member))
+
+
+def json_object(value: bytes | str | None) -> dict[str, Any]:
+    """A stored JSON object (a dead record, a worker's description, a group's title); {} when it is
+    absent, not JSON or not an object, so one bad value never stops a listing."""
     try:
-        body = json.loads(member)
+        found = json.loads(value) if value is not None else {}
     except ValueError:
-        body = {}
-    return DeadRecord(queue, member, died_at, body if isinstance(body, dict) else {})
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def _text(value: Any) -> str | None:

@@ -25,6 +25,7 @@ from geoq.broker.errors import redis_errors
 from geoq.broker.keys import glob_escape
 from geoq.broker.inspect import Depth, read_depths
 from geoq.broker.scripts import Call, Scripts, run
+from geoq.records import json_object
 
 _REMOVE_CHUNK = 500  # records per dead_drop.lua call: bounds the time one call holds Redis
 
@@ -176,7 +177,7 @@ class AdminBroker:
         now = seconds + micros / 1_000_000
         out = []
         for worker_id, is_alive in zip(ids, alive):
-            info = _json_object(registered[worker_id.encode()])
+            info = json_object(registered[worker_id.encode()])
             beat_at = info.get("beat_at")
             age = max(0.0, now - float(beat_at)) if isinstance(beat_at, (int, float)) else None
             out.append(WorkerEntry(worker_id, info, bool(is_alive), age))
@@ -215,7 +216,7 @@ class AdminBroker:
             found = [DeadEntry(queue, _bytes(member), float(score))
                      for member, score in self.client.zscan_iter(keys.queue_keys(queue).dead, match=pattern,
                                                                  count=SCAN_COUNT)]
-        return [entry for entry in found if _json_object(entry.member).get("id") == job_id]
+        return [entry for entry in found if json_object(entry.member).get("id") == job_id]
 
     def dead_revive(self, queue: str, revivals: Sequence[Revival], queued_state: str) -> list[int]:
         """Put dead jobs back on the ready list, each only if its exact record is still dead.
@@ -263,11 +264,3 @@ def _bytes(value: object) -> bytes:
     """A reply of our client (built with decode_responses=False, so always bytes)."""
     assert isinstance(value, bytes), type(value)
     return value
-
-
-def _json_object(raw: bytes) -> dict[str, Any]:
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}

@@ -20,7 +20,6 @@ whatever the number of dead records. No policy lives here: what to retry is the 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence, cast
 
@@ -30,6 +29,7 @@ from geoq.broker import keys, replies
 from geoq.broker.admin import DeadEntry
 from geoq.broker.errors import redis_errors
 from geoq.broker.scripts import Call, Scripts, run
+from geoq.records import json_object
 
 DROP_STEP = 100     # records one dead_group_drop.lua call removes: about 2-4 ms of Redis time (bench/dead_groups.py)
 REINDEX_STEP = 100  # records one dead_reindex.lua call rewrites (each is copied once, whole)
@@ -94,14 +94,14 @@ class GroupBroker:
             return []
         with redis_errors("dead groups"):
             found = self.client.hmget(keys.queue_keys(queue).dead_titles, list(fingerprints))
-        return [_json_object(raw) for raw in cast("list[Any]", found)]
+        return [json_object(raw) for raw in cast("list[Any]", found)]
 
     def all_titles(self, queue: str) -> dict[str, Mapping[str, Any]]:
         """Every group's title in a queue (for counting what a filter matches: call it only for
         a bounded number of groups)."""
         with redis_errors("dead groups"):
             found = cast("dict[bytes, bytes]", self.client.hgetall(keys.queue_keys(queue).dead_titles))
-        return {replies.text(fp): _json_object(raw) for fp, raw in found.items()}
+        return {replies.text(fp): json_object(raw) for fp, raw in found.items()}
 
     def stats(self, queue: str, fingerprints: Sequence[str]) -> list[GroupStats | None]:
         """Each group's title, size and first and last deaths: one round trip (None: gone)."""
@@ -180,7 +180,7 @@ def _stats(queue: str, fp: str, title: bytes | None, count: int, first: list[byt
            last: list[bytes]) -> GroupStats | None:
     if not first or not last:
         return None
-    return GroupStats(queue, fp, _json_object(title), int(count), entry_died(fp, replies.text(first[0])),
+    return GroupStats(queue, fp, json_object(title), int(count), entry_died(fp, replies.text(first[0])),
                       entry_died(fp, replies.text(last[0])))
 
 
@@ -192,11 +192,3 @@ def _named(queue: str, entry: str, found: list[Any]) -> DeadEntry | None:
         if bytes(member).startswith(head):
             return DeadEntry(queue, bytes(member), float(score))
     return None
-
-
-def _json_object(raw: bytes | None) -> Mapping[str, Any]:
-    try:
-        value = json.loads(raw) if raw is not None else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
