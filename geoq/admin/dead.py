@@ -172,12 +172,10 @@ def dead_retry(s: Session, args: argparse.Namespace) -> int:
         # Only what was dead when the command began: a job that dies again meanwhile stays dead.
         until = s.broker.server_time()
         for queue in queues:
-            chosen = (r for r in map(read, s.broker.dead_scan(queue))
-                      if r.died_at <= until and _type_ok(r, args.type))
-            retry_records(s, queue, chosen, tally)
+            retry_dead_before(s, queue, until, tally, args.type)
         missing: list[str] = []
     else:
-        newest = _newest_per_id(find(s, queues, args.ids), args.type)
+        newest = newest_per_id(find(s, queues, args.ids), args.type)
         for queue in queues:
             retry_records(s, queue, (r for r in newest if r.queue == queue), tally)
         missing = [i for i in dict.fromkeys(args.ids) if i not in {r.id for r in newest}]
@@ -189,7 +187,15 @@ def _type_ok(r: DeadRecord, job_type: str | None) -> bool:
     return job_type is None or r.type == job_type
 
 
-def _newest_per_id(found: Iterable[DeadRecord], job_type: str | None) -> list[DeadRecord]:
+def retry_dead_before(s: Session, queue: str, until: float, tally: Tally, job_type: str | None = None) -> None:
+    """Every record of the queue dead at `until` (Redis time; of `job_type`, if given) back on its
+    ready list, read in one scan of the dead set; a job that dies again meanwhile stays dead."""
+    retry_records(s, queue, (r for r in map(read, s.broker.dead_scan(queue))
+                             if r.died_at <= until and _type_ok(r, job_type)), tally)
+
+
+def newest_per_id(found: Iterable[DeadRecord], job_type: str | None = None) -> list[DeadRecord]:
+    """Of records found newest first, each id's newest (of `job_type`, if given): the one a retry moves."""
     out: dict[str, DeadRecord] = {}
     for r in found:  # newest first, so the first seen per id wins
         if _type_ok(r, job_type):

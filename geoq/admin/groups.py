@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from geoq import fingerprint as fingerprints
 from geoq import job as jobs
-from geoq.admin.dead import Tally, find_indexed, retry_records
+from geoq.admin.dead import Tally, find_indexed, newest_per_id, retry_dead_before, retry_records
 from geoq.admin.errors import UsageError
 from geoq.admin.revive import read
 from geoq.admin.session import Session
@@ -224,11 +224,8 @@ def delete_group(s: Session, queue: str, fingerprint: str) -> int:
 
 def retry_dead(s: Session, queue: str, job_ids: Sequence[str]) -> int:
     """Put these dead jobs (their newest records) back on the ready list; the number re-queued."""
-    newest: dict[str, DeadRecord] = {}
-    for r in find_indexed(s, [queue], job_ids):
-        newest.setdefault(r.id, r)
     tally = Tally()
-    retry_records(s, queue, newest.values(), tally)
+    retry_records(s, queue, newest_per_id(find_indexed(s, [queue], job_ids)), tally)
     return len(tally.retried)
 
 
@@ -239,8 +236,8 @@ def delete_dead(s: Session, queue: str, job_ids: Sequence[str]) -> int:
 
 def retry_all(s: Session, queue: str) -> int:
     """Put every job that was dead in the queue when the call began back on its ready list."""
-    until, tally = s.broker.server_time(), Tally()
-    retry_records(s, queue, (r for r in map(read, s.broker.dead_scan(queue)) if r.died_at <= until), tally)
+    tally = Tally()
+    retry_dead_before(s, queue, s.broker.server_time(), tally)
     return len(tally.retried)
 
 
