@@ -28,11 +28,7 @@ EXPIRED_ERROR = "Expired: not started by its expiry"  # promote.lua says the sam
 
 
 def shared_scripts() -> Scripts:
-    """The process's one Scripts (read from package data on first use)."""
-    return _scripts()
-
-
-def _scripts() -> Scripts:
+    """The process's one Scripts, which every broker of the process shares."""
     global _SCRIPTS  # read from package data once per process, on first use (never at import)
     if _SCRIPTS is None:
         _SCRIPTS = Scripts()
@@ -146,7 +142,7 @@ class Broker:
 
     def __init__(self, client: "redis.Redis") -> None:
         self.client = client
-        self.scripts = _scripts()
+        self.scripts = shared_scripts()
 
     # -- producing -----------------------------------------------------------------------------
 

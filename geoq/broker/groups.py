@@ -27,6 +27,7 @@ import redis
 
 from geoq.broker import keys, replies
 from geoq.broker.admin import DeadEntry
+from geoq.broker.broker import shared_scripts
 from geoq.broker.errors import redis_errors
 from geoq.broker.scripts import Call, Scripts, run
 from geoq.records import json_object
@@ -68,7 +69,7 @@ class GroupBroker:
 
     def __init__(self, client: "redis.Redis", scripts: Scripts | None = None) -> None:
         self.client = client
-        self.scripts = scripts or Scripts()
+        self.scripts = scripts or shared_scripts()
 
     # -- groups --------------------------------------------------------------------------------
 
