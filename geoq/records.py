@@ -63,6 +63,13 @@ NO_LIMIT = 2 ** 31  # max_size for a job already stored: the worker enforces the
 _EMPTY: Mapping[str, Any] = MappingProxyType({})  # a job's meta or options when it has none: shared, read-only
 # json.dumps builds a new encoder for every call with options; jobs are encoded on every run.
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+# _COMPACT.encode itself makes json's C encoder afresh on every call (two Python calls, a
+# markers dict): half of encoding a small result. This is that C encoder, made once, without
+# the circular-reference check; a circular value overflows the recursion instead, and is
+# then encoded by _COMPACT, whose error (or whose success) is the answer.
+_MAKE_C_ENCODER = getattr(json.encoder, "c_make_encoder", None)   # None where json lacks its C part
+_C_ENCODE: Callable[[Any, int], tuple[str, ...]] | None = _MAKE_C_ENCODER and _MAKE_C_ENCODER(
+    None, _COMPACT.default, getattr(json.encoder, "c_encode_basestring"), None, ":", ",", False, False, False)
 # json.loads is three Python calls and two whitespace matches around this C scanner; envelopes
 # are read on every run. The scanner is json's own (its default decoder's), so values are the same.
 _SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
@@ -96,12 +103,22 @@ def encode(job: Job, max_size: int) -> bytes:
         body["w"] = control.unique_for or 0
     body["p"] = job.payload
     try:
-        raw = _COMPACT.encode(body).encode()
+        raw = _dumps(body).encode()
     except (TypeError, ValueError) as e:
         raise InvalidJob(f"payload of {job.type} is not JSON-serialisable: {e}") from e
     if len(raw) > max_size:
         raise PayloadTooLarge(f"job {job.id} of type {job.type} is {len(raw)} bytes encoded; the limit is {max_size}")
     return raw
+
+
+def _dumps(value: Any) -> str:
+    """_COMPACT.encode(value): the same text, or the same error."""
+    if _C_ENCODE is None:
+        return _COMPACT.encode(value)
+    try:
+        return "".join(_C_ENCODE(value, 0))
+    except RecursionError:
+        return _COMPACT.encode(value)
 
 
 def meta_size(meta: Mapping[str, Any]) -> int:
@@ -271,7 +288,7 @@ def encode_done(state: str, attempts: int, last_error: str | None, result: Any, 
     It names the job's type: once the envelope is gone, nothing else in Redis does. A dead job's
     record holds its last run's traceback under "tb" (absent when there is none)."""
     if last_error is None and reason is None and not traceback:  # every first-run success: no dict to build
-        value = b"null" if result is None else _COMPACT.encode(result).encode()
+        value = b"null" if result is None else _dumps(result).encode()
         return b'{"s":%s,"t":%s,"a":%d,"e":null,"r":%s,"x":null}' % (_json_text(state), _json_text(job_type),
                                                                     attempts, value)
     body = {"s": state, "t": job_type, "a": attempts, "e": last_error, "r": result, "x": reason}

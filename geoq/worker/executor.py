@@ -1,4 +1,4 @@
-"""One job's run: decode, route, run under a Timeout, classify, hand the settlement on, tell the middleware.
+"""One job's run: decode, route, run under a deadline, classify, hand the settlement on, tell the middleware.
 
 Every delivery this executor takes gets exactly one after_run: a run that ends,
 a job buried as fetched (its Outcome says it never ran), and a run a stop
@@ -28,6 +28,7 @@ from geoq.middleware import NO_EVENTS, Chain
 from geoq.outcome import CANCELLED, INTERRUPTED, RETRY, Outcome, describe
 from geoq.routing import Route, Router
 from geoq.runs import Judge, Prepared, unique_of, unreadable
+from geoq.worker.deadlines import Deadlines
 
 __all__ = ["Executor", "Prepared", "Settle"]   # Prepared lives in geoq.runs; the worker imports it from here
 
@@ -48,6 +49,7 @@ class Executor(Judge):
         # id -> the greenlet running its handler, only while the handler runs: a cancel is
         # thrown only there, never into a settlement or the runner's next job.
         self.running: dict[str, Any] = {}  # greenlets (gevent.getcurrent())
+        self.deadlines = Deadlines()
 
     def run(self, p: Prepared) -> None:
         """Run one prepared job to its settlement. Never raises for the job's own failures."""
@@ -113,19 +115,18 @@ class Executor(Judge):
         return self.judge(job, route, judged, None, duration, trace)
 
     def _call(self, job: Job, route: Route) -> tuple[BaseException | None, Any]:
-        """The handler's result or exception; the middleware's before_run runs under the same timer."""
-        timer = gevent.Timeout(job.timeout or route.timeout)
-        timer.start()
-        self.running[job.id] = gevent.getcurrent()
+        """The handler's result or exception; the middleware's before_run runs under the same deadline."""
+        deadline = self.deadlines.start(job.timeout or route.timeout)
+        self.running[job.id] = deadline.glet
         try:
             self.events.before_run(job)
             return None, route.handler(job)
         except gevent.Timeout as t:
-            if t is not timer:
+            if t is not deadline.error:
                 raise  # someone else's timeout (a shutdown deadline): not this job's failure
             return t, None
         except Exception as e:
             return e, None
         finally:
             self.running.pop(job.id, None)
-            timer.close()
+            self.deadlines.end(deadline)

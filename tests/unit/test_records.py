@@ -73,6 +73,34 @@ def test_an_envelope_reads_as_json_loads_reads_it_value_and_error(text):
     assert repr(read(records._loads)) == repr(read(json.loads))
 
 
+def _circular() -> list:
+    loop: list = []
+    loop.append(loop)
+    return loop
+
+
+def _deep(levels: int) -> list:
+    top: list = []
+    inner = top
+    for _ in range(levels):
+        inner.append([])
+        inner = inner[0]
+    return top
+
+
+@pytest.mark.parametrize("value", [
+    None, 1, 1.5, -0.0, 10 ** 30, "\u00e9\u2028\"\\", {"a": [1, 2.0, None, True]}, {1: "x", True: 2, None: 3, 2.5: 1},
+    [float("nan")], {"x": float("inf")}, {"s": {1, 2}}, {(1, 2): 3}, _circular(), _deep(5000), _deep(50),
+], ids=lambda v: type(v).__name__)
+def test_results_and_envelopes_encode_as_the_json_encoder_encodes_them_text_and_error(value):
+    def write(encode):
+        try:
+            return "text", encode(value)
+        except (TypeError, ValueError, RecursionError) as e:
+            return "error", type(e).__name__, str(e)
+    assert write(records._dumps) == write(records._COMPACT.encode)
+
+
 def test_generated_ids_name_their_queue_and_are_unique():
     ids = {jobs.new_id("bulk") for _ in range(1000)}
     assert len(ids) == 1000
