@@ -80,6 +80,9 @@ _SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # t
 def encode(job: Job, max_size: int) -> bytes:
     """The envelope bytes; PayloadTooLarge past max_size, InvalidJob if the payload or meta is not
     JSON or the meta is not a small object."""
+    if (job.attempt == 0 and job.due_at is None and job.control is None and job.max_retries is None
+            and job.timeout is None and not job.meta and not job.deaths and not job.history):
+        return _encode_plain(job, max_size)
     body: dict[str, Any] = {"i": job.id, "a": job.attempt}
     if job.deaths:
         body["d"] = job.deaths
@@ -106,6 +109,23 @@ def encode(job: Job, max_size: int) -> bytes:
         raw = _dumps(body).encode()
     except (TypeError, ValueError) as e:
         raise InvalidJob(f"payload of {job.type} is not JSON-serialisable: {e}") from e
+    return _sized(job, raw, max_size)
+
+
+def _encode_plain(job: Job, max_size: int) -> bytes:
+    """encode() of a job as most producers enqueue it (no option, never run): the same bytes,
+    written around the payload's encoding instead of encoding a dict, at half the cost. The id
+    goes in as it is: ids hold only characters JSON never escapes (geoq.names)."""
+    try:
+        payload = _dumps(job.payload).encode()
+    except (TypeError, ValueError) as e:
+        raise InvalidJob(f"payload of {job.type} is not JSON-serialisable: {e}") from e
+    raw = b'{"i":"%s","a":0,"t":%s,"e":%s,"p":%s}' % (
+        job.id.encode(), _json_text(job.type), _time_text(job.enqueued_at), payload)
+    return _sized(job, raw, max_size)
+
+
+def _sized(job: Job, raw: bytes, max_size: int) -> bytes:
     if len(raw) > max_size:
         raise PayloadTooLarge(f"job {job.id} of type {job.type} is {len(raw)} bytes encoded; the limit is {max_size}")
     return raw
@@ -300,6 +320,11 @@ def encode_done(state: str, attempts: int, last_error: str | None, result: Any, 
 @functools.lru_cache(maxsize=1024)  # a worker's few job types and states, encoded once
 def _json_text(text: str | None) -> bytes:
     return _COMPACT.encode(text).encode()
+
+
+@functools.lru_cache(maxsize=64)  # a batch's jobs share one enqueue time: rounded and written once
+def _time_text(at: float) -> bytes:
+    return _dumps(round(at, 3)).encode()
 
 
 def done_type(raw: bytes) -> str | None:

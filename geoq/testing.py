@@ -113,7 +113,7 @@ class _Client(Client):
     def _request(self, *args: Any, **kwargs: Any) -> Any:
         request = super()._request(*args, **kwargs)
         if request.placement.where == "delay":
-            request = dataclasses.replace(request, placement=Placement("at", request.job.due_at))
+            request = request._replace(placement=Placement("at", request.job.due_at))
         return request
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import geoq
@@ -13,12 +14,13 @@ from geoq.broker import keys
 K = keys.queue_keys("default")
 
 
-def stored(redis_client, job: geoq.Job) -> geoq.Job:
+def stored(redis_client, job: geoq.Job, queue: str = "default") -> geoq.Job:
     """The Job decoded from wherever its envelope sits."""
-    raw = [e for e in redis_client.lrange(K.ready, 0, -1) + redis_client.zrange(K.scheduled, 0, -1)
+    k = keys.queue_keys(queue)
+    raw = [e for e in redis_client.lrange(k.ready, 0, -1) + redis_client.zrange(k.scheduled, 0, -1)
            if records.peek_id(e) == job.id]
     assert len(raw) == 1
-    return records.decode(raw[0], "default")
+    return records.decode(raw[0], queue)
 
 
 def test_tail_head_delay_and_at_each_land_in_their_place(redis_url, redis_client):
@@ -47,3 +49,34 @@ def test_enqueue_many_gives_each_job_its_own_id_and_keeps_their_order(redis_url,
     assert len({j.id for j in made}) == 300
     assert all(jobs.queue_of_id(j.id) == "default" for j in made)
     assert [records.peek_id(e) for e in redis_client.lrange(K.ready, 0, -1)] == [j.id for j in made]
+
+
+def test_enqueue_many_stores_an_item_without_options_as_it_stores_one_with_empty_options(
+        tmp_config, redis_url, redis_client):
+    """The short way for (type, payload) builds the Job and envelope the long way builds: each
+    kind of type (routed to its queue, unrouted, made unique by its route), middleware or none."""
+    path = tmp_config(f"""
+        redis: {{url: "{redis_url}"}}
+        routes:
+          mail.send: {{handler: tests.support.handlers:ok, queue: mail}}
+          sync.user:
+            handler: tests.support.handlers:ok
+            unique: {{key: "{{payload.user}}", for: 10m}}
+    """)
+
+    class Tag(geoq.Middleware):
+        def before_enqueue(self, job: geoq.Job) -> geoq.Job:
+            return replace(job, meta={"tag": job.type})
+
+    for middleware in ([], [Tag()]):
+        redis_client.flushdb()
+        with geoq.Client.from_config(str(path), middleware=middleware) as c:
+            items = [("mail.send", {"to": "a@example.com"}), ("t.free", [1, "\u00e9"]), ("sync.user", {"user": 3})]
+            made = c.enqueue_many(items + [(t, p, {}) for t, p in items])   # one batch: one enqueue time
+            short, long = made[:3], made[3:]
+        assert [j.queue for j in short] == ["mail", "default", "default"]
+        assert short[2].unique_key is not None and short[2].id == long[2].id   # one unique job, held
+        for a, b in zip(short[:2], long[:2]):
+            assert replace(a, id=b.id) == b
+            assert stored(redis_client, a, a.queue) == a and stored(redis_client, b, b.queue) == b
+        assert [j.meta for j in short] == ([{}] * 3 if not middleware else [{"tag": t} for t, _ in items])

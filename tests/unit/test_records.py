@@ -1,6 +1,7 @@
 """geoq.records (every stored record's codec) and the job model's name rules, without Redis."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -99,6 +100,23 @@ def test_results_and_envelopes_encode_as_the_json_encoder_encodes_them_text_and_
         except (TypeError, ValueError, RecursionError) as e:
             return "error", type(e).__name__, str(e)
     assert write(records._dumps) == write(records._COMPACT.encode)
+
+
+@pytest.mark.parametrize("payload", [None, {"d": "x" * 92}, ["\u00e9", 1.5, {"k": None}], "text", 7, {"n": 10 ** 30}],
+                         ids=repr)
+@pytest.mark.parametrize("enqueued_at", [1765000000.1234567, 5, 0.0])
+def test_a_plain_job_is_written_as_the_general_encoding_writes_it(payload, enqueued_at):
+    job = make(payload=payload, type="t\u00e9.\"x\"", enqueued_at=enqueued_at)
+    general = records._dumps({"i": job.id, "a": 0, "t": job.type, "e": round(enqueued_at, 3), "p": payload}).encode()
+    assert records.encode(job, 10_000) == general
+    assert records.decode(general, job.queue) == replace(job, enqueued_at=round(enqueued_at, 3))
+
+
+def test_a_plain_job_keeps_the_payload_and_size_errors():
+    with pytest.raises(InvalidJob, match="not JSON-serialisable"):
+        records.encode(make(payload=[float("nan")]), 10_000)
+    with pytest.raises(PayloadTooLarge, match="limit is 100"):
+        records.encode(make(payload="x" * 200), 100)
 
 
 def test_generated_ids_name_their_queue_and_are_unique():
