@@ -113,3 +113,38 @@ def test_a_run_that_raises_is_logged_and_its_runner_goes_on(caplog: pytest.LogCa
         assert runners.join(timeout=5)
     assert done == [1] and len(runners._greenlets) == 1
     assert "raised past the executor" in caplog.text and "RuntimeError: a bug" in caplog.text
+
+
+def test_idle_runners_each_take_one_of_a_batch_handed_over_at_once() -> None:
+    jobs = Jobs()
+    runners = Runners(20, jobs.run, idle_kept=20)
+    for n in range(20):            # twenty runners start, then all wait idle
+        runners.spawn(n)
+    jobs.release.set()
+    assert runners.join(timeout=5)
+    gevent.sleep(0)
+    assert len(runners._greenlets) == 20 and len(runners._idle) == 20
+    jobs.release.clear()
+    for n in range(20, 35):        # fifteen at once: fifteen idle runners wake, none is spawned
+        runners.spawn(n)
+    gevent.sleep(0.01)
+    assert sorted(jobs.started[20:]) == list(range(20, 35)) and len(runners._greenlets) == 20
+    assert len(runners._idle) == 5
+    jobs.release.set()
+    assert runners.join(timeout=5) and sorted(jobs.ended) == list(range(35))
+
+
+def test_an_idle_runner_killed_is_never_woken_and_the_rest_still_run_jobs() -> None:
+    jobs = Jobs()
+    jobs.release.set()
+    runners = Runners(4, jobs.run, idle_kept=4)
+    for n in range(4):
+        runners.spawn(n)
+    assert runners.join(timeout=5)
+    gevent.sleep(0)
+    victim = next(iter(runners._greenlets))
+    victim.kill()
+    assert len(runners._idle) == 3 and victim not in runners._greenlets
+    for n in range(4, 7):
+        runners.spawn(n)
+    assert runners.join(timeout=5) and sorted(jobs.ended) == list(range(7))
