@@ -101,7 +101,9 @@ class Bench:
             time.sleep(POLL)
 
     def noop_drain(self) -> list[Row]:
-        count = self.n(20_000)
+        # 60,000, not 20,000: the floor drains 20,000 in about half a second, where one ~20 ms
+        # poll is 4% of the figure; three times the jobs make the share steadier.
+        count = self.n(60_000)
         floor = self.drain("bench.noop", {}, count, concurrency=100, floor=True)
         r = self.drain("bench.noop", {}, count, concurrency=100)
         share = floor["working"] / r["working"]
@@ -149,10 +151,10 @@ class Bench:
         return [
             ["2", f"50 ms sleep drain, {count:,} jobs, c=1000, from worker start", rate(count, r["total"]), "",
              f"{r['total']:.2f} s (ideal {count / ideal:.2f} s)"],
-            ["2", "  same, from first fetch", rate(count, r["working"]), ">= 10,000 jobs/s",
-             verdict(working >= 10_000)],
-            ["2", f"  efficiency vs ideal {ideal:,.0f} jobs/s (from first fetch)", f"{working / ideal:.0%}", "", ""],
-            ["2", "  worker peak RSS (VmHWM)", f"{r['rss']:.1f} MB", "< 100 MB", verdict(r["rss"] < 100)],
+            ["2", "  same, from first fetch", rate(count, r["working"]), "", ""],
+            ["2", f"  efficiency vs ideal {ideal:,.0f} jobs/s (from first fetch)", f"{working / ideal:.0%}", ">= 85%",
+             verdict(working / ideal >= 0.85)],
+            ["2", "  worker peak RSS (VmHWM)", f"{r['rss']:.1f} MB", "<= 50 MB", verdict(r["rss"] <= 50)],
             ["2", "  worker CPU per job (from first fetch)", f"{r['cpu_per_job'] * 1e6:.0f} us", "", ""],
         ]
 
@@ -198,7 +200,7 @@ class Bench:
             ["3", "  enqueue_many's share of the pipelined RPUSH rate", f"{bare / elapsed:.0%}", ">= 50%",
              verdict(bare / elapsed >= 0.5)],
             ["4", f"Redis used_memory per queued job ({count:,} queued, 100 B payload)", f"{per_job:.0f} B",
-             "<= 300 B", verdict(per_job <= 300)],
+             "<= 200 B", verdict(per_job <= 200)],
             ["4", "  of which ready list / state hash (MEMORY USAGE)",
              f"{ready / count:.0f} B / {state / count:.0f} B", "", ""],
         ]
@@ -241,7 +243,8 @@ class Bench:
         ms = [(started[i] - at) * 1000 for i, at in sent.items()]
         p = [percentile(ms, q) for q in (50, 95, 99)]
         return [["5", f"idle-worker latency enqueue->start, {count} jobs 5 ms apart, p50/p95/p99",
-                 " / ".join(f"{v:.1f}" for v in p) + " ms", "", f"max {max(ms):.1f} ms"]]
+                 " / ".join(f"{v:.1f}" for v in p) + " ms", "p99 <= 2 ms", verdict(p[2] <= 2.0)],
+                ["5", "  p99 alone", f"{p[2]:.2f} ms", "", f"max {max(ms):.1f} ms"]]
 
 
 def _median(values: list[float]) -> float:
