@@ -2,12 +2,39 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from typing import Callable
 
 import gevent
 import pytest
 
 from geoq.worker.deadlines import COMPACT_AT, Deadlines
+
+
+def in_own_hub(test: Callable[[], None]) -> Callable[[], None]:
+    """Run the test in a thread of its own, so on a hub of its own: what other tests of this
+    process left in the main thread's hub (its loop, its error stream) cannot touch it, and an
+    error inside it is the test's failure."""
+    def run() -> None:
+        failure: list[BaseException] = []
+
+        def body() -> None:
+            try:
+                test()
+            except BaseException as e:
+                failure.append(e)
+            finally:
+                gevent.get_hub().destroy(destroy_loop=True)
+
+        thread = threading.Thread(target=body)
+        thread.start()
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "the test's hub did not finish within 30 s"
+        if failure:
+            raise failure[0]
+    run.__name__, run.__doc__ = test.__name__, test.__doc__
+    return run
 
 
 def timed_run(deadlines: Deadlines, seconds: float, work: float, log: dict) -> None:
@@ -24,11 +51,13 @@ def timed_run(deadlines: Deadlines, seconds: float, work: float, log: dict) -> N
         deadlines.end(deadline)
 
 
+@in_own_hub
 def test_runs_past_their_deadline_expire_on_time_and_the_others_finish() -> None:
     deadlines, log = Deadlines(), {}
     runs = [gevent.spawn(timed_run, deadlines, 0.3, work, log) for work in (0.01, 5.0, 0.02, 6.0)]
     runs += [gevent.spawn(timed_run, deadlines, 0.6, work, log) for work in (7.0, 0.01)]
     gevent.joinall(runs, timeout=10)
+    assert all(run.successful() for run in runs), [run.exception for run in runs]
     outcomes = sorted(log.values())
     assert [o[0] for o in outcomes] == ["done"] * 3 + ["expired"] * 3
     expired = sorted(at for what, at in outcomes if what == "expired")
@@ -37,6 +66,7 @@ def test_runs_past_their_deadline_expire_on_time_and_the_others_finish() -> None
     assert 0.599 <= expired[2] < 0.85, expired                 # the 0.6 s one
 
 
+@in_own_hub
 def test_a_run_that_ended_is_never_thrown_into_even_when_its_runner_goes_on() -> None:
     deadlines, seen = Deadlines(), []
 
@@ -53,6 +83,7 @@ def test_a_run_that_ended_is_never_thrown_into_even_when_its_runner_goes_on() ->
     assert seen == ["untouched"]
 
 
+@in_own_hub
 def test_an_expiry_that_starts_another_run_in_the_same_lane_times_it_too() -> None:
     deadlines, log = Deadlines(), {}
 
@@ -66,6 +97,7 @@ def test_an_expiry_that_starts_another_run_in_the_same_lane_times_it_too() -> No
     assert 0.15 <= time.monotonic() - started < 0.9
 
 
+@in_own_hub
 def test_ended_runs_behind_a_long_one_are_compacted_and_idle_lanes_swept() -> None:
     deadlines, log = Deadlines(), {}
     long = gevent.spawn(timed_run, deadlines, 30.0, 0.2, log)
