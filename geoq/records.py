@@ -60,6 +60,8 @@ HISTORY_KEPT = 10  # the last N errors ride along in the envelope; older ones ar
 META_LIMIT = 4096  # bytes of encoded job.meta: it is copied on every move of the job
 NO_LIMIT = 2 ** 31  # max_size for a job already stored: the worker enforces the limit when it fetches it
 
+_NUMBER = (int, float)   # exact types: a bool is not a number here
+_INF = float("inf")
 _EMPTY: Mapping[str, Any] = MappingProxyType({})  # a job's meta or options when it has none: shared, read-only
 # json.dumps builds a new encoder for every call with options; jobs are encoded on every run.
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -210,15 +212,31 @@ def _from_body(body: dict[str, Any], queue: str, next_run: int, options: Mapping
         raise ValueError("'c' (meta) must be an object")
     past = body.get("h")
     history = tuple((float(at), str(err)) for at, err in past) if past else ()
+    max_retries, timeout, due_at = body.get("m"), body.get("o"), body.get("u")
+    if max_retries is not None and (type(max_retries) is not int or max_retries < 0):
+        raise ValueError("'m' (max_retries) must be a non-negative integer")
+    if timeout is not None and (type(timeout) not in _NUMBER or not 0 < timeout < _INF):
+        raise ValueError("'o' (timeout) must be a positive number of seconds")
+    if due_at is not None and type(due_at) not in _NUMBER:
+        raise ValueError("'u' (due_at) must be a number")
     return Job(id=job_id, type=job_type, queue=queue, payload=body.get("p"),
-               attempt=runs + next_run, enqueued_at=float(body.get("e", 0.0)), max_retries=body.get("m"),
-               timeout=body.get("o"), history=history, deaths=deaths, due_at=body.get("u"), meta=meta,
+               attempt=runs + next_run, enqueued_at=float(body.get("e", 0.0)), max_retries=max_retries,
+               timeout=timeout, history=history, deaths=deaths, due_at=due_at, meta=meta,
                options=_EMPTY if options is None else options,
                control=_control(body) if "x" in body or "k" in body else None)
 
 
 def _control(body: dict[str, Any]) -> JobControl:
-    return JobControl(body.get("x"), body.get("k"), body.get("w"))
+    # A foreign envelope's wrong types would otherwise fail where they are compared: the
+    # worker's fetch loop, for an expiry.
+    expires_at, unique_key, unique_for = body.get("x"), body.get("k"), body.get("w")
+    if expires_at is not None and type(expires_at) not in _NUMBER:
+        raise ValueError("'x' (expires_at) must be a number")
+    if unique_key is not None and type(unique_key) is not str:
+        raise ValueError("'k' (unique key) must be a string")
+    if unique_for is not None and (type(unique_for) not in _NUMBER or unique_for < 0):
+        raise ValueError("'w' (unique_for) must be a non-negative number")
+    return JobControl(expires_at, unique_key, unique_for)
 
 
 def _invalid(reason: str, message: str) -> InvalidJob:

@@ -104,6 +104,28 @@ def test_bad_jobs_in_a_ready_list_are_dead_lettered_with_reasons_while_others_ru
     assert client.status("default:who").state == "dead"
 
 
+def test_envelopes_with_optional_fields_of_the_wrong_type_are_dead_lettered_and_the_worker_goes_on(
+        redis_url, redis_client, tmp_path):
+    """A foreign envelope whose expiry was a string stopped the worker's fetch loop (the expiry is
+    compared when the job is fetched): no job ran after it. Each such envelope is now not a job."""
+    routes = {"t.ok": {"handler": "geoq.handlers.builtin:noop"}}
+    config = write_config(tmp_path / "w.yaml", redis_url, routes)
+    client = geoq.Client(redis_url)
+    bad = {"default:x": '"x":"soon"', "default:o": '"o":"5s"', "default:neg": '"o":-5', "default:u": '"u":"later"',
+           "default:m": '"m":"3"'}
+    for job_id, field in bad.items():
+        redis_client.hset("geoq:{default}:state", job_id, "q|0||")   # as enqueue.lua stores a job
+        redis_client.rpush("geoq:{default}:ready", f'{{"i":"{job_id}","a":0,"t":"t.ok","e":0,{field},"p":{{}}}}')
+    good = client.enqueue_many([("t.ok", {"n": i}) for i in range(50)])
+    with WorkerProcess(config) as worker:
+        wait_until(lambda: all(client.status(j.id).state == "succeeded" for j in good), timeout=30)
+        wait_until(lambda: places(redis_client, ["default"]).total("dead") == len(bad), timeout=10)
+        assert worker.stop() == 0, worker.log()
+    dead = assert_settled(redis_client, ["default"]).dead["default"]
+    assert sorted((d["id"], d["reason"]) for d in dead) == sorted((i, "not_a_job") for i in bad)
+    assert all(client.status(i).state == "dead" for i in bad)
+
+
 def test_enqueue_refuses_an_oversize_payload_and_writes_nothing(redis_url, redis_client, tmp_path):
     client = geoq.Client(redis_url)
     with pytest.raises(geoq.PayloadTooLarge):

@@ -61,6 +61,24 @@ def test_bad_bytes_are_rejected_with_the_reason(raw, reason):
     assert info.value.reason == reason
 
 
+@pytest.mark.parametrize("field", ['"o":"5s"', '"o":-1', '"o":0', '"o":true', '"o":Infinity', '"o":NaN', '"m":"3"',
+                                   '"m":-1', '"m":2.5', '"u":"soon"', '"x":"soon"', '"k":7', '"k":"a","w":-1',
+                                   '"k":"a","w":"1h"'])
+def test_an_optional_field_of_the_wrong_type_is_not_a_job(field):
+    """Checked when read: a wrong type would otherwise fail where it is compared (an expiry, in
+    the worker's fetch loop; a timeout, where its run is started)."""
+    with pytest.raises(InvalidJob) as info:
+        records.decode(('{"i":"default:a","a":0,"t":"x","e":1,' + field + ',"p":null}').encode(), "default")
+    assert info.value.reason == "not_a_job"
+
+
+def test_optional_fields_of_the_right_types_are_read():
+    job = records.decode(b'{"i":"default:a","a":0,"t":"x","x":9.5,"e":1,"u":2,"m":0,"o":30,"k":"key","w":0,'
+                         b'"p":null}', "default")
+    assert (job.timeout, job.max_retries, job.due_at, job.expires_at, job.unique_key, job.unique_for) == (
+        30, 0, 2, 9.5, "key", 0)
+
+
 @pytest.mark.parametrize("text", [
     '{"i":"a","t":"b"}', ' {"i":"a","t":"b"}', '{"i":"a","t":"b"}\n', '{"i":"a"}x', '', '[1,2]', '7',
     '{"a":NaN}', '{"a":1', '{"a":1}{"b":2}', '\ufeff{}', '{"a":1e400,"b":[1,2.5,null,true,"\\u00e9"]}',
