@@ -7,7 +7,9 @@ each meaning has its own name, so a call site says which one it means.
 
     EXIT_OK           0  stopped after SIGTERM / SIGINT; every job it took finished or was handed back
                          (the parent: every child stopped cleanly)
-    EXIT_UNCLEAN      1  the parent only: a child did not stop cleanly (killed, or crashed while stopping)
+    EXIT_UNCLEAN      1  a loop of the worker failed (a bug in geoq): it stopped as after SIGTERM, its jobs
+                         finished or handed back, for its service manager to start it again; the parent:
+                         a child did not stop cleanly (killed, crashed while stopping, or exited 1)
     EXIT_CONFIG       2  bad config, arguments or credentials, said in one line (the parent: a child
                          exited 2, and the others were stopped)
     EXIT_LEFT         3  stopped, but Redis had not taken every outcome and handback by the stop's

@@ -25,7 +25,7 @@ from gevent.event import Event
 from geoq import logs, names, plugins
 from geoq.config import Config, connection_split, least_connections, load_config
 from geoq.errors import ConfigError, RedisAuthError
-from geoq.exits import EXIT_CONFIG, EXIT_LEFT, EXIT_OK  # what each means: geoq.exits
+from geoq.exits import EXIT_CONFIG, EXIT_LEFT, EXIT_OK, EXIT_UNCLEAN  # what each means: geoq.exits
 from geoq.middleware import Chain, Middleware
 from geoq.routing import Router, build_router
 
@@ -149,7 +149,7 @@ def run_worker(config: Config, router: Router, middleware: Sequence[Middleware] 
 
     geoq's metrics, job history and job log lines are the outermost middleware, then the config's,
     in order."""
-    from geoq.worker.worker import FENCED, Worker  # after the config is known good: nothing connects before
+    from geoq.worker.worker import FAILED, FENCED, Worker  # after the config is known good: nothing connects before
     from geoq.broker.broker import Broker
     from geoq.broker.connection import connect
     from geoq.metrics import Metrics, install_hubwatch, start_metrics
@@ -177,6 +177,7 @@ def run_worker(config: Config, router: Router, middleware: Sequence[Middleware] 
 
     if parent is not None:
         gevent.spawn(watch_parent, parent, stop_for_good)
+    outcome = None
     while not orphaned.is_set():  # a worker declared dead while stalled starts afresh under a new identity
         worker = Worker(config, router, events, recorder)
         current[:] = [worker]
@@ -189,6 +190,8 @@ def run_worker(config: Config, router: Router, middleware: Sequence[Middleware] 
             return EXIT_CONFIG
         if outcome != FENCED:
             break
+    if outcome == FAILED:
+        return EXIT_UNCLEAN
     return EXIT_OK if all(w.report.clean for w in current) else EXIT_LEFT
 
 

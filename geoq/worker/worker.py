@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 from collections import Counter
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import gevent
 from gevent.event import Event
@@ -38,13 +39,13 @@ from geoq.worker.shutdown import (EXIT_ALLOWANCE, Deadline, StopReport, hand_bac
 
 log = logging.getLogger(__name__)
 
-STOPPED, FENCED = "stopped", "fenced"
+STOPPED, FENCED, FAILED = "stopped", "fenced", "failed"
 LAST_FLUSH = 2.0   # seconds at most for the job history's last flush at a stop
 
 
 class Worker:
-    """One gevent worker. run() returns STOPPED after a stop, FENCED if it was declared dead;
-    `report` then says whether the stop left jobs for the reaper."""
+    """One gevent worker. run() returns STOPPED after a stop, FENCED if it was declared dead,
+    FAILED if one of its loops raised; `report` then says whether the stop left jobs for the reaper."""
 
     def __init__(self, config: Config, router: Router, events: Chain = NO_EVENTS,
                  recorder: Recorder | None = None) -> None:
@@ -128,17 +129,19 @@ class Worker:
             return False
         self.heartbeat.register()
         self.events.worker_started(self.info)
-        self._loops = [gevent.spawn(loop) for loop in (self.settler.run, self.scheduler.run, self.reaper.run,
-                                                      self.canceller.run)]
+        self._loops = [self._spawn_loop(loop) for loop in (self.settler.run, self.scheduler.run, self.reaper.run,
+                                                           self.canceller.run)]
         if self.limiter is not None:
-            self._loops += [gevent.spawn(loop) for loop in (self.limiter.run_releases, self.limiter.run_renewals,
-                                                            self.limiter.waker.run)]
+            self._loops += [self._spawn_loop(loop) for loop in (self.limiter.run_releases,
+                                                                self.limiter.run_renewals, self.limiter.waker.run)]
         if self.config.schedules:
-            self._loops.append(gevent.spawn(self._tick_loop().run))
+            self._loops.append(self._spawn_loop(self._tick_loop().run))
         if self.recorder is not None:
-            self._history_loop = gevent.spawn(self.recorder.run, self.history)
-        self._loops.append(self.heartbeat.start())
-        self._fetch_loop = gevent.spawn(self.fetcher.run)
+            self._history_loop = self._spawn_loop(self.recorder.run, self.history)
+        beat = self.heartbeat.start()
+        beat.link_exception(functools.partial(self._loop_failed, "Heartbeat.tick"))
+        self._loops.append(beat)
+        self._fetch_loop = self._spawn_loop(self.fetcher.run)
         log.info("worker %s started: queues %s, concurrency %d", self.id, ",".join(self.queues), self.pool.size)
         return True
 
@@ -165,6 +168,21 @@ class Worker:
     def signal_stop(self) -> None:
         """SIGTERM / SIGINT: an operator's stop always ends the process, fenced or not."""
         self.outcome = STOPPED
+        self.request_stop()
+
+    def _spawn_loop(self, run: Callable[..., Any], *args: Any) -> gevent.Greenlet:
+        loop = gevent.spawn(run, *args)
+        loop.link_exception(functools.partial(self._loop_failed, run.__qualname__))
+        return loop
+
+    def _loop_failed(self, name: str, loop: gevent.Greenlet) -> None:
+        """A loop raised: a bug in geoq. Without it the worker would run on, taking no jobs (the
+        fetch loop) or writing no outcomes (the settler), so it stops as if told to: running jobs
+        finish, the rest goes back, and it exits 1 for its service manager to start it again."""
+        log.error("worker %s: its loop %s failed (%s: %s); stopping", self.id, name,
+                  type(loop.exception).__name__, loop.exception)
+        if not self.stop_requested.is_set():
+            self.outcome = FAILED
         self.request_stop()
 
     def _fenced(self) -> None:
