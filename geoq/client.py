@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence, TypeV
 
 from geoq import control
 from geoq import job as jobs
+from geoq import names
 from geoq import records
 from geoq import plugins
 from geoq.broker.broker import Broker, NewJob, Placement
@@ -120,11 +121,12 @@ class Client:
 
     def _plain_queues(self) -> Mapping[str, str]:
         """The queue of each routed type whose jobs, given no option, enqueue_many builds the short
-        way (a type its route makes unique, or whose route names no queue, is not here; a type
-        with no route goes to "default")."""
+        way (a type its route makes unique is not here, nor one whose route's queue name _request
+        would refuse: its items take the long way, to that refusal; a type with no route goes to
+        "default")."""
         if self._plain is None:
-            self._plain = {name: jobs.check_queue(route.queue) for name, route in self.config.routes.items()
-                           if route.unique is None and route.queue}
+            self._plain = {name: route.queue for name, route in self.config.routes.items()
+                           if route.unique is None and names.is_queue_name(route.queue)}
         return self._plain
 
     def _now(self) -> float:

@@ -6,10 +6,14 @@ import time
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 import geoq
 from geoq import job as jobs
 from geoq import records
 from geoq.broker import keys
+from geoq.config import default_config
+from geoq.config.schema import RouteConfig
 
 K = keys.queue_keys("default")
 
@@ -80,3 +84,18 @@ def test_enqueue_many_stores_an_item_without_options_as_it_stores_one_with_empty
             assert replace(a, id=b.id) == b
             assert stored(redis_client, a, a.queue) == a and stored(redis_client, b, b.queue) == b
         assert [j.meta for j in short] == ([{}] * 3 if not middleware else [{"tag": t} for t, _ in items])
+
+
+def test_a_route_whose_queue_name_is_refused_fails_its_own_items_only(redis_url, redis_client):
+    """A config built in code is not checked by the loader: a route naming a queue enqueue refuses
+    makes that type's items fail, as enqueue() does, and no other type's."""
+    config = default_config(url=redis_url)
+    bad = RouteConfig(type="t.bad", handler="geoq.handlers.builtin:noop", queue="bad name")
+    config = replace(config, routes={**config.routes, "t.bad": bad})
+    with geoq.Client(config=config) as client:
+        assert [j.queue for j in client.enqueue_many([("t.free", {}), ("t.free", {})])] == ["default", "default"]
+        with pytest.raises(geoq.InvalidJob, match="queue name 'bad name'"):
+            client.enqueue_many([("t.free", {}), ("t.bad", {})])
+        with pytest.raises(geoq.InvalidJob, match="queue name 'bad name'"):
+            client.enqueue("t.bad", {})
+    assert redis_client.llen(K.ready) == 2
