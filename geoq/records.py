@@ -145,7 +145,7 @@ def _dumps(value: Any) -> str:
 
 def meta_size(meta: Mapping[str, Any]) -> int:
     """Bytes `meta` takes encoded, the measure META_LIMIT bounds; TypeError or ValueError if it is not JSON."""
-    return len(_COMPACT.encode(dict(meta)).encode())
+    return len(_dumps(dict(meta)).encode())
 
 
 def _checked_meta(job: Job) -> Mapping[str, Any]:
@@ -332,12 +332,12 @@ def encode_done(state: str, attempts: int, last_error: str | None, result: Any, 
     body = {"s": state, "t": job_type, "a": attempts, "e": last_error, "r": result, "x": reason}
     if traceback:
         body["tb"] = traceback
-    return _COMPACT.encode(body).encode()
+    return _dumps(body).encode()
 
 
 @functools.lru_cache(maxsize=1024)  # a worker's few job types and states, encoded once
 def _json_text(text: str | None) -> bytes:
-    return _COMPACT.encode(text).encode()
+    return _dumps(text).encode()
 
 
 @functools.lru_cache(maxsize=64)  # a batch's jobs share one enqueue time: rounded and written once
@@ -372,7 +372,7 @@ def encode_dead(queue: str, job: Job | None, job_id: str, reason: str, error: st
                             "error": error, "attempts": job.attempt if job else 0,
                             "history": [list(h) for h in job.history] if job else [],
                             "died_at": round(died_at, 3), "traceback": traceback}
-    return _COMPACT.encode(body).encode()
+    return _dumps(body).encode()
 
 
 @dataclass(frozen=True, slots=True)
