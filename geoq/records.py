@@ -54,7 +54,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 from geoq.errors import InvalidJob, PayloadTooLarge
-from geoq.job import Job, JobControl, JobStatus
+from geoq.job import Job, JobControl, JobStatus, built
 
 HISTORY_KEPT = 10  # the last N errors ride along in the envelope; older ones are dropped
 META_LIMIT = 4096  # bytes of encoded job.meta: it is copied on every move of the job
@@ -219,11 +219,11 @@ def _from_body(body: dict[str, Any], queue: str, next_run: int, options: Mapping
         raise ValueError("'o' (timeout) must be a positive number of seconds")
     if due_at is not None and type(due_at) not in _NUMBER:
         raise ValueError("'u' (due_at) must be a number")
-    return Job(id=job_id, type=job_type, queue=queue, payload=body.get("p"),
-               attempt=runs + next_run, enqueued_at=float(body.get("e", 0.0)), max_retries=max_retries,
-               timeout=timeout, history=history, deaths=deaths, due_at=due_at, meta=meta,
-               options=_EMPTY if options is None else options,
-               control=_control(body) if "x" in body or "k" in body else None)
+    return built(id=job_id, type=job_type, queue=queue, payload=body.get("p"),
+                 attempt=runs + next_run, enqueued_at=float(body.get("e", 0.0)), max_retries=max_retries,
+                 timeout=timeout, history=history, deaths=deaths, due_at=due_at, meta=meta,
+                 options=_EMPTY if options is None else options,
+                 control=_control(body) if "x" in body or "k" in body else None)
 
 
 def _control(body: dict[str, Any]) -> JobControl:
