@@ -5,7 +5,9 @@
 Prints one table: jobs/s for each process count, timed from the moment the
 ready list first shrinks until every job is settled, and the scaling factor.
 Redis and the workers share the machine's cores, so on 2 cores the factor
-says how much a second process adds there, not what a bigger machine gives.
+says how much a second process adds there, not what a bigger machine gives. The same drains
+by bench/limit.py (the floor: geoq's Redis moves and no geoq code), one process and then two,
+give the factor this machine allows any worker making those moves.
 """
 
 from __future__ import annotations
@@ -14,24 +16,31 @@ import argparse
 import time
 
 import geoq
-from common import RedisServer, WorkerProcess, print_table, wait_until
+from common import FloorProcess, RedisServer, WorkerProcess, print_table, wait_until
 
 ROUTES = {"bench.noop": {"handler": "geoq.handlers.builtin:noop"}}
 
 
-def drain(server: RedisServer, jobs: int, processes: int) -> float:
+def drain(server: RedisServer, jobs: int, processes: int, floor: bool = False) -> float:
+    """jobs/s of `processes` geoq worker processes (one `--processes N` worker), or of as many floors."""
     r = server.client(0)
     r.flushdb()
     client = geoq.Client(server.url_for(0))
     for start in range(0, jobs, 1000):
         client.enqueue_many([("bench.noop", {"n": i}) for i in range(start, min(jobs, start + 1000))])
-    with WorkerProcess(server.url_for(0), ROUTES, 100, args=["--processes", str(processes)]) as w:
+    workers = ([FloorProcess(server.url_for(0), 100) for _ in range(processes)] if floor
+               else [WorkerProcess(server.url_for(0), ROUTES, 100, args=["--processes", str(processes)])])
+    try:
         wait_until(lambda: r.llen("geoq:{default}:ready") < jobs, 60, "no job was taken")
         started = time.monotonic()
         wait_until(lambda: r.llen("geoq:{default}:ready") == 0 and r.hlen("geoq:{default}:state") == 0,
                    300, "the queue did not drain")
         elapsed = time.monotonic() - started
-        w.check_alive()
+        for w in workers:
+            w.check_alive()
+    finally:
+        for w in workers:
+            w.stop()
     client.close()
     r.close()
     return jobs / elapsed
@@ -42,11 +51,18 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=100_000)
     p.add_argument("--rounds", type=int, default=2)
     args = p.parse_args()
+    kinds = {"--processes": False, "floor processes:": True}
+    rates: dict[tuple[str, int], list[float]] = {(k, n): [] for k in kinds for n in (1, 2)}
     with RedisServer() as server:
-        rates = {n: [drain(server, args.jobs, n) for _ in range(args.rounds)] for n in (1, 2)}
-    best = {n: max(r) for n, r in rates.items()}
-    rows = [[f"--processes {n}", " / ".join(f"{x:,.0f}" for x in r), f"{best[n]:,.0f}"] for n, r in rates.items()]
-    rows.append(["scaling factor (best 2 / best 1)", "", f"x{best[2] / best[1]:.2f}"])
+        for _ in range(args.rounds):   # alternately, so the machine's drift falls on every figure alike
+            for kind, n in rates:
+                rates[kind, n].append(drain(server, args.jobs, n, floor=kinds[kind]))
+    best = {key: max(r) for key, r in rates.items()}
+    rows = [[f"{kind} {n}", " / ".join(f"{x:,.0f}" for x in r), f"{best[kind, n]:,.0f}"]
+            for (kind, n), r in rates.items()]
+    for kind in kinds:
+        rows.append([f"scaling factor, {kind.rstrip(':')} (best 2 / best 1)", "",
+                     f"x{best[kind, 2] / best[kind, 1]:.2f}"])
     print_table(["no-op drain, c=100 per process", f"jobs/s per round ({args.jobs:,} jobs)", "best"], rows)
 
 
