@@ -1,5 +1,6 @@
 """The README stays true to the code: every config key, the two commands first, a middleware example that works."""
 
+import re
 import sys
 import types
 from pathlib import Path
@@ -75,3 +76,15 @@ def test_the_readmes_middleware_list_is_a_valid_config(tmp_path):
     config = load_config(path, env={})
     assert [(m.handler, dict(m.options)) for m in config.middleware] == [
         ("myapp.observe:AuditTrail", {}), ("myapp.observe:ReportDeaths", {"dsn": ""})]
+
+
+def test_every_command_a_lua_script_calls_is_allowed_by_the_readmes_acl_line():
+    # A script whose command the documented ACL user may not run fails every worker set up by the
+    # README (NOPERM) only when that script runs: this finds it without a Redis.
+    acl = re.search(r"^ACL SETUSER geoq .*$", README, re.M)
+    assert acl, "README.md has no ACL SETUSER geoq line"
+    allowed = {word[1:].lower() for word in acl[0].split() if word.startswith("+")}
+    called = {(script.name, command.lower())
+              for script in (ROOT / "geoq" / "broker" / "scripts").glob("*.lua")
+              for command in re.findall(r"redis\.call\('(\w+)'", script.read_text())}
+    assert called and {(name, c) for name, c in called if c not in allowed} == set()
