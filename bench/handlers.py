@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -20,3 +21,15 @@ def stamp(job: Job) -> None:
     if _ledger is None:
         _ledger = redis.Redis.from_url(os.environ["GEOQ_BENCH_LEDGER"])
     _ledger.hset(STARTED, job.id, repr(started))
+
+
+def crunch(job: Job) -> int:
+    """A CPU-bound body: payload["rounds"] (default 20) JSON round trips of a small document.
+
+    The work is counted, not timed, so a slower or busier machine does the same work per job
+    (about 200 us of one core here): what a job spends rendering or parsing between its I/O.
+    """
+    document = {"id": job.id, "items": [{"n": i, "name": f"item {i}", "tags": ["a", "b"]} for i in range(8)]}
+    for _ in range(int((job.payload or {}).get("rounds", 20))):
+        document = json.loads(json.dumps(document))
+    return len(document["items"])
