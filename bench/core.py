@@ -8,12 +8,16 @@ Starts its own redis-server; prints one table. See bench/README.md for what each
 from __future__ import annotations
 
 import argparse
+import base64
+import contextlib
 import os
+import random
+import string
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 # common first: it puts the measured tree (GEOQ_BENCH_TREE, else this one) on sys.path, and the
 # producer rows must measure that tree's geoq as the workers do.
@@ -65,21 +69,40 @@ class Bench:
     # -- 1, 2: drain ------------------------------------------------------------------------
 
     def drain(self, job_type: str, payload: Any, count: int, concurrency: int,
-              floor: bool = False, routes: dict[str, Any] = ROUTES) -> dict[str, float]:
-        """Enqueue `count` jobs, start a worker (or the floor), time until every job is settled."""
+              floor: bool = False, routes: dict[str, Any] = ROUTES,
+              payloads: list[Any] | None = None) -> dict[str, float]:
+        """Enqueue `count` jobs (each with `payload`, or the `payloads` in turn), start a worker (or
+        the floor), time until every job is settled."""
         self.fresh()
         for start in range(0, count, 1000):
-            self.client.enqueue_many([(job_type, payload)] * min(1000, count - start))
-        started = time.monotonic()
+            chunk = payloads[start:start + 1000] if payloads else [payload] * min(1000, count - start)
+            self.client.enqueue_many([(job_type, p) for p in chunk])
+        started, redis_cpu = time.monotonic(), self._redis_cpu()
         with (FloorProcess(self.server.url_for(0), concurrency) if floor
               else self.worker(concurrency, job_type, routes)) as w:
             first, cpu_at_first = self._poll_until_drained(w, count)
             ended = time.monotonic()
             rss, cpu = w.peak_rss_mb(), w.cpu_seconds() - cpu_at_first
+        redis_cpu = self._redis_cpu() - redis_cpu
         done = sum(1 for _ in self.redis.scan_iter(QUEUE.done("*"), count=1000))
         if done != count:  # the queue emptied some other way than by running every job
             raise RuntimeError(f"{done} of {count} jobs left a done record")
-        return {"total": ended - started, "working": ended - first, "rss": rss, "cpu_per_job": cpu / count}
+        return {"total": ended - started, "working": ended - first, "rss": rss, "cpu_per_job": cpu / count,
+                "redis_cpu_per_job": redis_cpu / count}
+
+    def _redis_cpu(self) -> float:
+        """Seconds of CPU the redis-server has used (INFO cpu, user + system: its I/O threads too)."""
+        cpu = self.redis.info("cpu")
+        return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
+    @contextlib.contextmanager
+    def compressing(self, depth: int) -> Iterator[None]:
+        """Redis's list-compress-depth set to `depth` for the lists made meanwhile, then back to 0."""
+        self.redis.config_set("list-compress-depth", depth)
+        try:
+            yield
+        finally:
+            self.redis.config_set("list-compress-depth", 0)
 
     def _poll_until_drained(self, w: WorkerProcess, count: int) -> tuple[float, float]:
         """Poll Redis every ~20 ms; the time the ready list first shrank, and the worker's CPU then."""
@@ -205,6 +228,52 @@ class Bench:
              f"{ready / count:.0f} B / {state / count:.0f} B", "", ""],
         ]
 
+    def compressed_memory(self) -> list[Row]:
+        """Row 4 again with payloads like a mail job's, and with Redis compressing the ready list.
+
+        The x-filled payload above would compress to almost nothing, so these rows use varied
+        mail-like payloads (an address, a subject, a user number: about 100 bytes of JSON) and,
+        for the worst case, random base64. `list-compress-depth 1` is Redis's own setting: the
+        list's interior nodes (about 8 KB of envelopes each) are kept LZF-compressed."""
+        count = self.n(100_000)
+        rows = []
+        for label, payloads, depth in (("mail-like", mail_like, 0), ("mail-like", mail_like, 1),
+                                       ("random base64", random_base64, 1)):
+            per_job = self._bytes_per_job(count, payloads(count), depth)
+            rows.append(["4", f"  {label} payloads (about 100 B), list-compress-depth {depth}",
+                         f"{per_job:.0f} B", "<= 200 B", verdict(per_job <= 200)])
+        return rows
+
+    def _bytes_per_job(self, count: int, payloads: list[Any], compress_depth: int) -> float:
+        """Redis used_memory per job once `count` jobs with these payloads are queued (enqueue_many)."""
+        self.fresh()
+        with self.compressing(compress_depth):
+            before = self.redis.info("memory")["used_memory"]
+            for start in range(0, count, 1000):
+                self.client.enqueue_many([("bench.noop", p) for p in payloads[start:start + 1000]])
+            return float(self.redis.info("memory")["used_memory"] - before) / count
+
+    def compression_cost(self, runs: int = 3) -> list[Row]:
+        """Row 8: what list-compress-depth 1 costs. The no-op drain of mail-like jobs with Redis's
+        list compression off and on, alternately `runs` times each; medians, with the Redis CPU
+        per job (from the worker's start to the drained queue) beside the worker's."""
+        count = self.n(60_000)
+        payloads = mail_like(count)
+        drains: dict[int, list[dict[str, float]]] = {0: [], 1: []}
+        for _ in range(runs):
+            for depth, results in drains.items():
+                with self.compressing(depth):
+                    results.append(self.drain("bench.noop", None, count, concurrency=100, payloads=payloads))
+        rows = []
+        for depth, results in drains.items():
+            working = _median([r["working"] for r in results])
+            redis_us = _median([r["redis_cpu_per_job"] for r in results]) * 1e6
+            worker_us = _median([r["cpu_per_job"] for r in results]) * 1e6
+            rows.append(["8", f"no-op drain, {count:,} mail-like jobs, c=100, list-compress-depth {depth}"
+                         f" (median of {runs}, from first fetch)", rate(count, working), "",
+                         f"CPU per job: Redis {redis_us:.1f} us, worker {worker_us:.0f} us"])
+        return rows
+
     def _pipelined_rpush(self, count: int) -> float:
         """Seconds to RPUSH `count` of the envelopes just stored, pipelined 1,000 at a time."""
         envelopes = self.redis.lrange(QUEUE.ready, 0, 999)
@@ -247,6 +316,21 @@ class Bench:
                 ["5", "  p99 alone", f"{p[2]:.2f} ms", "", f"max {max(ms):.1f} ms"]]
 
 
+def mail_like(count: int) -> list[dict[str, Any]]:
+    """Payloads of a mail job, varied as real ones are (same seed, same payloads): about 100 B of JSON."""
+    pick = random.Random(13)
+    words = "account confirm digest invoice order password receipt reset shipped weekly welcome".split()
+    return [{"to": "".join(pick.choices(string.ascii_lowercase, k=pick.randint(5, 12))) + "@example.com",
+             "subject": " ".join(pick.choices(words, k=3)), "user": pick.randint(1, 10**7),
+             "kind": pick.choice(words)} for _ in range(count)]
+
+
+def random_base64(count: int) -> list[dict[str, str]]:
+    """100-byte JSON payloads that no compressor can shrink: {"d": 92 random base64 characters}."""
+    pick = random.Random(17)
+    return [{"d": base64.b64encode(pick.randbytes(69)).decode()[:92]} for _ in range(count)]
+
+
 def _median(values: list[float]) -> float:
     return sorted(values)[len(values) // 2]
 
@@ -270,7 +354,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a tenth of the jobs: a smoke run")
     parser.add_argument("--profile", type=Path, help="write a py-spy flame graph of each worker to this folder")
     parser.add_argument("--rows", default="1,2,3,4,5,6", help="which rows to run, e.g. 1,2 (7: the limiter's "
-                        "cost, not in the default run)")
+                        "cost, 8: list compression's, neither in the default run)")
     args = parser.parse_args()
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
@@ -279,8 +363,8 @@ def main() -> int:
         bench = Bench(server, 10 if args.quick else 1, args.profile)
         wanted = set(args.rows.split(","))
         steps = {"1": bench.noop_drain, "2": bench.sleep_drain, "3": bench.enqueue_single,
-                 "4": bench.enqueue_many_and_memory, "5": bench.latency, "6": bench.wide_sleep_drain,
-                 "7": bench.limit_cost}
+                 "4": lambda: bench.enqueue_many_and_memory() + bench.compressed_memory(), "5": bench.latency, "6": bench.wide_sleep_drain,
+                 "7": bench.limit_cost, "8": bench.compression_cost}
         rows = [row for number, step in steps.items() if number in wanted for row in step()]
         bench.client.close()
         for spy in bench.profilers:
