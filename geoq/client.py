@@ -103,8 +103,8 @@ class Client:
             if type(item) is tuple and len(item) == 2 and type(item[0]) is str:  # no option: the short way
                 queue = plain.get(item[0]) or ("default" if item[0] and item[0] not in routes else None)
                 if queue is not None:
-                    job = Job(id=jobs.new_id(queue, entropy[n * _ID_BYTES:(n + 1) * _ID_BYTES]), type=item[0],
-                              queue=queue, payload=item[1], enqueued_at=now)
+                    job = jobs.fresh(jobs.new_id(queue, entropy[n * _ID_BYTES:(n + 1) * _ID_BYTES]), item[0],
+                                     queue, item[1], now)
                     requests.append(self._made(job, _TAIL))
                     continue
             if not isinstance(item, (tuple, list)) or len(item) not in (2, 3) or (

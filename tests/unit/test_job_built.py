@@ -1,4 +1,5 @@
-"""geoq.job.built: the worker's fast Job constructor makes the same frozen Job as Job(...)."""
+"""geoq.job.built and fresh: the fast Job constructors (the worker's, enqueue_many's) make the same
+frozen Job as Job(...)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from types import MappingProxyType
 
 import pytest
 
-from geoq.job import Job, JobControl, built
+from geoq.job import Job, JobControl, built, fresh
 
 EVERY_FIELD = dict(id="mail:abc", type="send", queue="mail", payload={"to": "a@b"}, attempt=2,
                    enqueued_at=1.5, max_retries=3, timeout=9.0, history=((1.0, "boom"),), deaths=1,
@@ -34,3 +35,12 @@ def test_a_built_job_is_frozen_and_replaceable() -> None:
         job.attempt = 5  # type: ignore[misc]
     again = dataclasses.replace(job, attempt=5)
     assert again.attempt == 5 and again.id == job.id and type(again) is Job
+
+
+def test_a_fresh_job_is_the_dataclass_constructor_with_every_other_field_at_its_default() -> None:
+    job = fresh("mail:abc", "send", "mail", {"to": "a@b"}, 1.5)
+    expected = Job(id="mail:abc", type="send", queue="mail", payload={"to": "a@b"}, enqueued_at=1.5)
+    assert type(job) is Job
+    assert {f.name: getattr(job, f.name) for f in dataclasses.fields(Job)} == \
+        {f.name: getattr(expected, f.name) for f in dataclasses.fields(Job)}
+    assert repr(job) == repr(expected)
