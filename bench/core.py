@@ -74,9 +74,7 @@ class Bench:
         """Enqueue `count` jobs (each with `payload`, or the `payloads` in turn), start a worker (or
         the floor), time until every job is settled."""
         self.fresh()
-        for start in range(0, count, 1000):
-            chunk = payloads[start:start + 1000] if payloads else [payload] * min(1000, count - start)
-            self.client.enqueue_many([(job_type, p) for p in chunk])
+        self._enqueue(job_type, payloads or [payload] * count)
         started, redis_cpu = time.monotonic(), self._redis_cpu()
         with (FloorProcess(self.server.url_for(0), concurrency) if floor
               else self.worker(concurrency, job_type, routes)) as w:
@@ -89,6 +87,11 @@ class Bench:
             raise RuntimeError(f"{done} of {count} jobs left a done record")
         return {"total": ended - started, "working": ended - first, "rss": rss, "cpu_per_job": cpu / count,
                 "redis_cpu_per_job": redis_cpu / count}
+
+    def _enqueue(self, job_type: str, payloads: list[Any]) -> None:
+        """One job of `job_type` for each payload, by enqueue_many in chunks of 1,000."""
+        for start in range(0, len(payloads), 1000):
+            self.client.enqueue_many([(job_type, p) for p in payloads[start:start + 1000]])
 
     def _redis_cpu(self) -> float:
         """Seconds of CPU the redis-server has used (INFO cpu, user + system: its I/O threads too)."""
@@ -249,8 +252,7 @@ class Bench:
         self.fresh()
         with self.compressing(compress_depth):
             before = self.redis.info("memory")["used_memory"]
-            for start in range(0, count, 1000):
-                self.client.enqueue_many([("bench.noop", p) for p in payloads[start:start + 1000]])
+            self._enqueue("bench.noop", payloads)
             return float(self.redis.info("memory")["used_memory"] - before) / count
 
     def compression_cost(self, runs: int = 3) -> list[Row]:
@@ -363,8 +365,8 @@ def main() -> int:
         bench = Bench(server, 10 if args.quick else 1, args.profile)
         wanted = set(args.rows.split(","))
         steps = {"1": bench.noop_drain, "2": bench.sleep_drain, "3": bench.enqueue_single,
-                 "4": lambda: bench.enqueue_many_and_memory() + bench.compressed_memory(), "5": bench.latency, "6": bench.wide_sleep_drain,
-                 "7": bench.limit_cost, "8": bench.compression_cost}
+                 "4": lambda: bench.enqueue_many_and_memory() + bench.compressed_memory(),
+                 "5": bench.latency, "6": bench.wide_sleep_drain, "7": bench.limit_cost, "8": bench.compression_cost}
         rows = [row for number, step in steps.items() if number in wanted for row in step()]
         bench.client.close()
         for spy in bench.profilers:
